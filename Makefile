@@ -1,0 +1,38 @@
+# Install, train, export, benchmark and test. `make install` pins the CPU build of torch so
+# that pip does not pull several GB of CUDA packages; ORT=gpu installs onnxruntime-gpu instead.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+ORT ?= cpu
+ARGS ?=
+
+.PHONY: install train export bench test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e ".[$(ORT),dev]"
+
+train: install
+	$(BIN)/siamese-train --variant both $(ARGS)
+
+export: install
+	$(BIN)/siamese-export --format all $(ARGS)
+
+bench: install
+	$(BIN)/siamese-bench --batch 1,8,64 $(ARGS)
+
+test: install
+	$(BIN)/pytest -q $(ARGS)
+
+lint: install
+	$(BIN)/ruff check siamese bench tests
+	$(BIN)/ruff format --check siamese bench tests
+
+clean:
+	rm -rf runs cache .pytest_cache .ruff_cache .benchmarks
+	find exports -mindepth 1 ! -name README.md -exec rm -rf {} +

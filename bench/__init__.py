@@ -1,0 +1,1 @@
+"""Benchmark harness: parity, latency and throughput of exported siamese models across runtimes."""

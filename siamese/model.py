@@ -1,0 +1,132 @@
+"""The 19-layer siamese network of the spec, its two heads and their losses.
+
+Read top to bottom: the embedding network C, then the siamese wrapper that shares it
+between both images of a pair, then the losses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+VARIANTS = ("bce", "contrastive")
+FEATURE_DIM = 1024
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    variant: str = "bce"
+    image_size: int = 128  # square input; the flatten size follows from it
+    margin: float = 1.0  # contrastive only
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.image_size < 8 or self.image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 and at least 8, got {self.image_size}")
+        if self.margin <= 0:
+            raise ValueError(f"margin must be positive, got {self.margin}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class EmbeddingNet(nn.Sequential):
+    """Network C: 4 conv blocks and one fully connected block, 19 layers, 1024-d output."""
+
+    def __init__(self, image_size: int = 128):
+        side = image_size // 8  # three 2x2 max-pools
+        super().__init__(
+            nn.Conv2d(3, 64, 5, stride=1, padding=2),  # (N, 64, S, S)
+            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(64),
+            nn.MaxPool2d(2, 2),  # (N, 64, S/2, S/2)
+            nn.Conv2d(64, 128, 5, stride=1, padding=2),  # (N, 128, S/2, S/2)
+            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(128),
+            nn.MaxPool2d(2, 2),  # (N, 128, S/4, S/4)
+            nn.Conv2d(128, 256, 3, stride=1, padding=1),  # (N, 256, S/4, S/4)
+            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(256),
+            nn.MaxPool2d(2, 2),  # (N, 256, S/8, S/8)
+            nn.Conv2d(256, 512, 3, stride=1, padding=1),  # (N, 512, S/8, S/8)
+            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(512),
+            nn.Flatten(),  # (N, 512*S/8*S/8) = (N, 131072) at S=128
+            nn.Linear(512 * side * side, FEATURE_DIM),  # (N, 1024)
+            nn.ReLU(inplace=True),
+            nn.BatchNorm1d(FEATURE_DIM),
+        )
+        self.image_size = image_size
+
+
+def pair_distance(f1: torch.Tensor, f2: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Euclidean distance with a finite (zero) gradient when f1 == f2.
+
+    torch.norm's gradient is (f1 - f2) / ||f1 - f2||, which is NaN at zero distance;
+    the eps under the square root keeps it finite and moves D by at most sqrt(eps).
+    """
+    return torch.sqrt(((f1 - f2) ** 2).sum(dim=1) + eps)
+
+
+class SiameseNet(nn.Module):
+    """One shared EmbeddingNet; both images of a pair go through it in one batched call.
+
+    forward(a, b) returns, per pair, the BCE variant's logit or the contrastive variant's
+    L2 distance, both of shape (N,). `score()` turns that into what a user reads:
+    a probability of "same person" (bce) or the distance itself (contrastive).
+    """
+
+    def __init__(self, variant: str = "bce", image_size: int = 128, margin: float = 1.0):
+        super().__init__()
+        self.config = ModelConfig(variant, image_size, margin)
+        self.embedding = EmbeddingNet(image_size)
+        self.head = nn.Linear(2 * FEATURE_DIM, 1) if variant == "bce" else None
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> SiameseNet:
+        return cls(config.variant, config.image_size, config.margin)
+
+    @property
+    def variant(self) -> str:
+        return self.config.variant
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embedding(images)  # (N, 1024)
+
+    def compare(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        if self.head is not None:
+            return self.head(torch.cat([f1, f2], dim=1)).squeeze(1)  # (N,) logits
+        return pair_distance(f1, f2)  # (N,) distances
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        features = self.embed(torch.cat([a, b]))  # (2N, 1024): one pass keeps BN statistics shared
+        f1, f2 = features.chunk(2)
+        return self.compare(f1, f2)
+
+    def score(self, raw: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(raw) if self.head is not None else raw
+
+    @property
+    def higher_is_same(self) -> bool:
+        """Probability rises for the same person; distance falls."""
+        return self.head is not None
+
+
+def contrastive_loss(distance: torch.Tensor, same: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """L = y*D^2 + (1-y)*max(0, m - D)^2, averaged over the batch (y = 1: same person)."""
+    same = same.to(distance.dtype)
+    return (same * distance**2 + (1 - same) * F.relu(margin - distance) ** 2).mean()
+
+
+def pair_loss(model: SiameseNet, raw: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    if model.variant == "bce":
+        return F.binary_cross_entropy_with_logits(raw, same.to(raw.dtype))
+    return contrastive_loss(raw, same, model.config.margin)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,293 @@
+"""Training and evaluation, torchvision-references style: plain functions and `main(cfg)`.
+
+One run trains one variant and writes, under `<out>/<data set>/<variant>/`:
+`checkpoint.pt` (every epoch, atomically), `metrics.jsonl` (one line per epoch),
+`roc.png` and `summary.json` (after the final evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from siamese.augment import AugmentConfig, augment
+from siamese.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from siamese.data import DEFAULT_CACHE, Dataset, ImageBank, PairSet, find_lfw, load_lfw
+from siamese.errors import SiameseError
+from siamese.metrics import best_threshold, roc_curve, verification_metrics
+from siamese.model import SiameseNet, pair_loss
+from siamese.preprocess import NORMALIZATION, normalize, to_model_input
+
+SYNTHETIC_BANNER = """
+##############################################################################
+#  NO LFW FOUND: training on the built-in SYNTHETIC face set.                #
+#  Figures from this run describe synthetic faces, not LFW. For real data:   #
+#    siamese-data fetch          (downloads LFW into ./cache/lfw)            #
+#    siamese-train --data PATH   (an LFW folder or .tgz)                     #
+##############################################################################
+"""
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "bce"
+    data: str | None = None  # LFW folder or .tgz; None: look in the usual places, else synthetic
+    synthetic: bool = False  # force the built-in synthetic set
+    train_pairs: str | None = None
+    test_pairs: str | None = None
+    image_size: int | None = None  # None: 128 for LFW (the spec), 32 for synthetic
+    epochs: int = 10
+    batch_size: int = 32  # pairs per step (2x images through the network)
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    margin: float = 1.0
+    augment: bool = True
+    pairs_per_epoch: int | None = None  # None: as many as the training pair list; 0: only that list
+    limit_pairs: int | None = None  # keep only this many pairs of each list (quick runs)
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"  # "bf16": autocast to bfloat16 (about 2.3x faster on AVX-512 bf16 CPUs and on GPUs)
+    out: str = "runs"
+    cache: str = str(DEFAULT_CACHE)
+    resume: bool = False
+    eval_batch_size: int = 64
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SiameseError(f"device {name!r} requested but CUDA is not available here")
+    return torch.device(name)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def load_dataset(cfg: TrainConfig) -> Dataset:
+    """LFW when given or found, else the synthetic set (announced loudly)."""
+    from siamese.synthetic import make_synthetic
+
+    data = Path(cfg.data) if cfg.data else (None if cfg.synthetic else find_lfw(Path(cfg.cache)))
+    if data is None:
+        print(SYNTHETIC_BANNER, file=sys.stderr)
+        return make_synthetic(image_size=cfg.image_size or 32, seed=cfg.seed)
+    return load_lfw(
+        data,
+        cfg.image_size or 128,
+        Path(cfg.train_pairs) if cfg.train_pairs else None,
+        Path(cfg.test_pairs) if cfg.test_pairs else None,
+        cache_dir=Path(cfg.cache),
+        limit=cfg.limit_pairs,
+    )
+
+
+def pair_batch(bank: ImageBank, rows: torch.Tensor, device: torch.device, aug: AugmentConfig | None, g) -> torch.Tensor:
+    """Bank rows -> normalised (N, 3, S, S) float on the device, augmented if `aug`."""
+    images = bank.images[rows].to(device, non_blocking=True)
+    if aug is None:
+        return to_model_input(images, NORMALIZATION)
+    x = images.permute(0, 3, 1, 2).float().div_(255)
+    return normalize(augment(x, aug, g), NORMALIZATION)
+
+
+def epoch_pairs(dataset: Dataset, cfg: TrainConfig, g: torch.Generator) -> PairSet:
+    n = len(dataset.train) if cfg.pairs_per_epoch is None else cfg.pairs_per_epoch
+    pairs = dataset.train if n == 0 else dataset.draw_pairs(n, g)
+    order = torch.randperm(len(pairs), generator=g)
+    return PairSet(pairs.a[order], pairs.b[order], pairs.same[order])
+
+
+def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device, g, epoch: int) -> dict:
+    model.train()
+    pairs = epoch_pairs(dataset, cfg, g)
+    aug = AugmentConfig() if cfg.augment else None
+    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    bar = tqdm(range(0, len(pairs), cfg.batch_size), desc=f"{model.variant} epoch {epoch}", unit="batch", leave=False, disable=None)
+    for i in bar:
+        # a batch of one would break BatchNorm's training statistics
+        if len(pairs) - i < 2:
+            break
+        sl = slice(i, i + cfg.batch_size)
+        a = pair_batch(dataset.bank, pairs.a[sl], device, aug, g)
+        b = pair_batch(dataset.bank, pairs.b[sl], device, aug, g)
+        same = pairs.same[sl].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+            raw = model(a, b)
+        loss = pair_loss(model, raw.float(), same)
+        if not torch.isfinite(loss):
+            raise SiameseError(f"{model.variant}: loss became {loss.item()} at epoch {epoch}, batch {i // cfg.batch_size}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(same)
+        seen += len(same)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", pairs_per_s=f"{seen / (time.perf_counter() - start):.1f}")
+    elapsed = time.perf_counter() - start
+    return {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "pairs": seen,
+            "pairs_per_s": seen / elapsed, "epoch_s": elapsed}
+
+
+@torch.no_grad()
+def predict(model: SiameseNet, bank: ImageBank, pairs: PairSet, device, batch_size: int = 64) -> np.ndarray:
+    """Scores of every pair; each distinct image is embedded once."""
+    model.eval()
+    rows, inverse = torch.unique(torch.cat([pairs.a, pairs.b]), return_inverse=True)
+    features = torch.cat(
+        [model.embed(pair_batch(bank, rows[i : i + batch_size], device, None, None)) for i in range(0, len(rows), batch_size)]
+    )
+    fa, fb = features[inverse].chunk(2)
+    return model.score(model.compare(fa, fb)).float().cpu().numpy()
+
+
+def evaluate(model: SiameseNet, dataset: Dataset, device, batch_size: int = 64) -> tuple[dict, dict]:
+    """Threshold chosen on the training pairs only, then applied to the test pairs."""
+    train_scores = predict(model, dataset.bank, dataset.train, device, batch_size)
+    threshold = best_threshold(train_scores, dataset.train.same.numpy(), model.higher_is_same)
+    test_scores = predict(model, dataset.bank, dataset.test, device, batch_size)
+    test = verification_metrics(test_scores, dataset.test.same.numpy(), threshold, model.higher_is_same)
+    train = verification_metrics(train_scores, dataset.train.same.numpy(), threshold, model.higher_is_same)
+    curves = {"test_scores": test_scores, "test_same": dataset.test.same.numpy()}
+    return {"threshold": threshold, "test": test.to_dict(), "train": train.to_dict()}, curves
+
+
+def plot_roc(path: Path, scores, same, higher_is_same: bool, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fpr, tpr, _ = roc_curve(scores, same, higher_is_same)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, lw=2, label="test pairs")
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="chance")
+    ax.set(xlabel="false accept rate", ylabel="true accept rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def make_checkpoint(model, optimizer, epoch, cfg, g, dataset, history, threshold=None, summary=None) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "epoch": epoch,
+        "config": cfg.to_dict(),
+        "model_config": model.config.to_dict(),
+        "normalization": NORMALIZATION.to_dict(),
+        "threshold": threshold,
+        "higher_is_same": model.higher_is_same,
+        "rng": {"generator": g.get_state(), "torch": torch.get_rng_state()},
+        "data": dataset.info,
+        "history": history,
+        "summary": summary,
+    }
+
+
+def run_dir(cfg: TrainConfig, dataset_name: str) -> Path:
+    return Path(cfg.out) / dataset_name / cfg.variant
+
+
+def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
+    """Train one variant on an already loaded data set; returns its summary."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    image_size = dataset.bank.images.shape[1]
+    model = SiameseNet(cfg.variant, image_size, cfg.margin).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    out = run_dir(cfg, dataset.name)
+    ckpt_path = out / "checkpoint.pt"
+    history, start_epoch = [], 1
+    if cfg.resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        if ckpt["model_config"] != model.config.to_dict():
+            raise SiameseError(f"{ckpt_path}: was trained as {ckpt['model_config']}, not {model.config.to_dict()}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        g.set_state(ckpt["rng"]["generator"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
+        print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt['epoch']}", file=sys.stderr)
+    elif ckpt_path.exists():
+        raise SiameseError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    metrics_log = out / "metrics.jsonl"
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        stats = {"variant": cfg.variant, "data_set": dataset.name, **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch)}
+        history.append(stats)
+        line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()})
+        print(line, flush=True)
+        with open(metrics_log, "a") as f:
+            f.write(line + "\n")
+        save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset, history))
+
+    eval_started = time.perf_counter()
+    results, curves = evaluate(model, dataset, device, cfg.eval_batch_size)
+    summary = {
+        "data_set": dataset.name,
+        "split": f"train: {dataset.info.get('train_pairs', 'synthetic train identities')}; "
+        f"test: {dataset.info.get('test_pairs', 'synthetic test identities')}",
+        "variant": cfg.variant,
+        "image_size": image_size,
+        "accuracy": results["test"]["accuracy"],
+        "threshold": results["threshold"],
+        "threshold_on": "training pairs",
+        "auc": results["test"]["auc"],
+        "eer": results["test"]["eer"],
+        "train_accuracy": results["train"]["accuracy"],
+        "n_test_pairs": results["test"]["n_pairs"],
+        "epochs": len(history),
+        # training time over all epochs (resumed ones included) plus this evaluation
+        "wall_time_s": round(sum(h["epoch_s"] for h in history) + time.perf_counter() - eval_started, 1),
+        "git_commit": git_commit(),
+        "config": cfg.to_dict(),
+        "data": dataset.info,
+    }
+    save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, len(history), cfg, g, dataset, history,
+                                               results["threshold"], summary))
+    plot_roc(out / "roc.png", curves["test_scores"], curves["test_same"], model.higher_is_same,
+             f"{cfg.variant} on {dataset.name}: AUC {summary['auc']:.3f}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def results_table(summaries: list[dict]) -> str:
+    header = "| data set | variant | epochs | test accuracy | AUC | EER | threshold | wall time |"
+    rows = [header, "|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        rows.append(
+            f"| {s['data_set']} | {s['variant']} | {s['epochs']} | {s['accuracy']:.4f} | {s['auc']:.4f} | "
+            f"{s['eer']:.4f} | {s['threshold']:.4g} | {s['wall_time_s']:.0f} s |"
+        )
+    return "\n".join(rows)
+
+
+def main(cfg: TrainConfig, variants: list[str]) -> list[dict]:
+    dataset = load_dataset(cfg)
+    summaries = [train_variant(replace(cfg, variant=v), dataset) for v in variants]
+    print(results_table(summaries))
+    return summaries
