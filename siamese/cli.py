@@ -28,10 +28,16 @@ def user_errors(fn):
 
 @click.command(context_settings={"show_default": True})
 @click.option("--variant", type=click.Choice([*VARIANTS, "both"]), default="both")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="LFW folder (images or .tgz plus pair files) or .tgz; default: $SIAMESE_LFW, "
-                   "../shared/data/lfw, ./cache/lfw, else the synthetic set")
-@click.option("--synthetic", is_flag=True, help="train on the built-in synthetic faces even if LFW is present")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="LFW folder (images or .tgz plus pair files) or .tgz; default: $SIAMESE_LFW, "
+    "../shared/data/lfw, ./cache/lfw, else the synthetic set",
+)
+@click.option(
+    "--synthetic", is_flag=True, help="train on the built-in synthetic faces even if LFW is present"
+)
 @click.option("--train-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
 @click.option("--test-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
 @click.option("--image-size", type=int, default=None, help="default 128 on LFW (the spec), 32 on synthetic")
@@ -41,14 +47,24 @@ def user_errors(fn):
 @click.option("--weight-decay", type=float, default=0.0)
 @click.option("--margin", type=float, default=1.0, help="contrastive margin")
 @click.option("--augment/--no-augment", default=True)
-@click.option("--pairs-per-epoch", type=click.IntRange(min=0), default=None,
-              help="pairs drawn per epoch from training identities; default the training list's size; "
-                   "0 trains on the training list itself")
-@click.option("--limit-pairs", type=click.IntRange(min=2), default=None, help="use only this many pairs of each list")
+@click.option(
+    "--pairs-per-epoch",
+    type=click.IntRange(min=0),
+    default=None,
+    help="pairs drawn per epoch from training identities; default the training list's size; "
+    "0 trains on the training list itself",
+)
+@click.option(
+    "--limit-pairs", type=click.IntRange(min=2), default=None, help="use only this many pairs of each list"
+)
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
-@click.option("--amp", type=click.Choice(["none", "bf16"]), default="none",
-              help="bf16 autocast for training steps (evaluation stays fp32)")
+@click.option(
+    "--amp",
+    type=click.Choice(["none", "bf16"]),
+    default="none",
+    help="bf16 autocast for training steps (evaluation stays fp32)",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"))
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="cache folder (default ./cache)")
 @click.option("--resume", is_flag=True, help="continue from <out>/<data set>/<variant>/checkpoint.pt")

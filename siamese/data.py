@@ -114,7 +114,9 @@ def extract_archive(archive: Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
         try:
             with tarfile.open(archive, "r:*") as tar:
                 members = tar.getmembers()
-                for member in tqdm(members, desc=f"extracting {archive.name}", unit="file", leave=False, disable=None):
+                for member in tqdm(
+                    members, desc=f"extracting {archive.name}", unit="file", leave=False, disable=None
+                ):
                     tar.extract(member, tmp, filter="data")  # "data" refuses absolute and ../ members
             os.replace(tmp, target)
         except (tarfile.TarError, OSError, EOFError) as exc:
@@ -144,7 +146,16 @@ class ImageBank:
 
         # Pillow releases the GIL while decoding, so threads use every core.
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            list(tqdm(pool.map(load, range(len(keys))), total=len(keys), desc=desc, unit="img", leave=False, disable=None))
+            list(
+                tqdm(
+                    pool.map(load, range(len(keys))),
+                    total=len(keys),
+                    desc=desc,
+                    unit="img",
+                    leave=False,
+                    disable=None,
+                )
+            )
         return cls(keys, torch.from_numpy(images))
 
     def indices(self, keys: list[str]) -> torch.Tensor:
@@ -203,8 +214,6 @@ def draw_pairs(by_identity: dict[str, torch.Tensor], n: int, generator: torch.Ge
     return PairSet(a, b, same)
 
 
-
-
 @dataclass
 class Dataset:
     name: str  # "lfw" or "synthetic"
@@ -245,7 +254,7 @@ def load_lfw(
     test_file = test_pairs or loc.test_pairs
     if train_file is None or test_file is None:
         raise SiameseError(
-            f"{data}: no pair files found (looked for {', '.join(a + '/' + b for a, b in PAIR_FILE_CHOICES)}); "
+            f"{data}: no pair files found (looked for {' or '.join(map('/'.join, PAIR_FILE_CHOICES))}); "
             "pass --train-pairs and --test-pairs"
         )
     train, test = read_pairs(train_file), read_pairs(test_file)

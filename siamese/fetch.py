@@ -30,14 +30,26 @@ class RemoteFile:
 
 
 LFW_FILES = (
-    RemoteFile("pairsDevTrain.txt", "https://ndownloader.figshare.com/files/5976012",
-               "1d454dada7dfeca0e7eab6f65dc4e97a6312d44cf142207be28d688be92aabfa"),
-    RemoteFile("pairsDevTest.txt", "https://ndownloader.figshare.com/files/5976009",
-               "7cb06600ea8b2814ac26e946201cdb304296262aad67d046a16a7ec85d0ff87c"),
-    RemoteFile("pairs.txt", "https://ndownloader.figshare.com/files/5976006",
-               "ea42330c62c92989f9d7c03237ed5d591365e89b3e649747777b70e692dc1592"),
-    RemoteFile("lfw-funneled.tgz", "https://ndownloader.figshare.com/files/5976015",
-               "b47c8422c8cded889dc5a13418c4bc2abbda121092b3533a83306f90d900100a"),
+    RemoteFile(
+        "pairsDevTrain.txt",
+        "https://ndownloader.figshare.com/files/5976012",
+        "1d454dada7dfeca0e7eab6f65dc4e97a6312d44cf142207be28d688be92aabfa",
+    ),
+    RemoteFile(
+        "pairsDevTest.txt",
+        "https://ndownloader.figshare.com/files/5976009",
+        "7cb06600ea8b2814ac26e946201cdb304296262aad67d046a16a7ec85d0ff87c",
+    ),
+    RemoteFile(
+        "pairs.txt",
+        "https://ndownloader.figshare.com/files/5976006",
+        "ea42330c62c92989f9d7c03237ed5d591365e89b3e649747777b70e692dc1592",
+    ),
+    RemoteFile(
+        "lfw-funneled.tgz",
+        "https://ndownloader.figshare.com/files/5976015",
+        "b47c8422c8cded889dc5a13418c4bc2abbda121092b3533a83306f90d900100a",
+    ),
 )
 
 OFFLINE_HINT = "no network? pass --data PATH (an LFW folder or .tgz) to siamese-train instead"
@@ -54,7 +66,9 @@ def _download(remote: RemoteFile, dest: Path, timeout: float) -> None:
                     bar.update(len(block))
         digest = sha256_file(tmp)
         if digest != remote.sha256:
-            raise SiameseError(f"{remote.filename}: checksum mismatch (got {digest[:12]}..., want {remote.sha256[:12]}...)")
+            raise SiameseError(
+                f"{remote.filename}: checksum mismatch (got {digest[:12]}..., want {remote.sha256[:12]}...)"
+            )
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -66,8 +80,13 @@ def _is_unreachable(exc: Exception) -> bool:
     return isinstance(reason, socket.gaierror | ConnectionRefusedError)
 
 
-def fetch_lfw(dest: Path, retries: int = 3, delay: float = 2.0, timeout: float = 30.0,
-              files: tuple[RemoteFile, ...] = LFW_FILES) -> Path:
+def fetch_lfw(
+    dest: Path,
+    retries: int = 3,
+    delay: float = 2.0,
+    timeout: float = 30.0,
+    files: tuple[RemoteFile, ...] = LFW_FILES,
+) -> Path:
     """Download every LFW file missing from `dest` (checked against its sha256); return `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
     for remote in files:

@@ -10,7 +10,6 @@ every checkpoint and export so that a client only decodes and resizes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -101,7 +101,9 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
     )
 
 
-def pair_batch(bank: ImageBank, rows: torch.Tensor, device: torch.device, aug: AugmentConfig | None, g) -> torch.Tensor:
+def pair_batch(
+    bank: ImageBank, rows: torch.Tensor, device: torch.device, aug: AugmentConfig | None, g
+) -> torch.Tensor:
     """Bank rows -> normalised (N, 3, S, S) float on the device, augmented if `aug`."""
     images = bank.images[rows].to(device, non_blocking=True)
     if aug is None:
@@ -122,7 +124,13 @@ def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device
     pairs = epoch_pairs(dataset, cfg, g)
     aug = AugmentConfig() if cfg.augment else None
     total_loss, seen, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(range(0, len(pairs), cfg.batch_size), desc=f"{model.variant} epoch {epoch}", unit="batch", leave=False, disable=None)
+    bar = tqdm(
+        range(0, len(pairs), cfg.batch_size),
+        desc=f"{model.variant} epoch {epoch}",
+        unit="batch",
+        leave=False,
+        disable=None,
+    )
     for i in bar:
         # a batch of one would break BatchNorm's training statistics
         if len(pairs) - i < 2:
@@ -135,16 +143,25 @@ def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device
             raw = model(a, b)
         loss = pair_loss(model, raw.float(), same)
         if not torch.isfinite(loss):
-            raise SiameseError(f"{model.variant}: loss became {loss.item()} at epoch {epoch}, batch {i // cfg.batch_size}")
+            raise SiameseError(
+                f"{model.variant}: loss became {loss.item()} at epoch {epoch}, batch {i // cfg.batch_size}"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total_loss += loss.item() * len(same)
         seen += len(same)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", pairs_per_s=f"{seen / (time.perf_counter() - start):.1f}")
+        bar.set_postfix(
+            loss=f"{total_loss / seen:.4f}", pairs_per_s=f"{seen / (time.perf_counter() - start):.1f}"
+        )
     elapsed = time.perf_counter() - start
-    return {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "pairs": seen,
-            "pairs_per_s": seen / elapsed, "epoch_s": elapsed}
+    return {
+        "epoch": epoch,
+        "train_loss": total_loss / max(seen, 1),
+        "pairs": seen,
+        "pairs_per_s": seen / elapsed,
+        "epoch_s": elapsed,
+    }
 
 
 @torch.no_grad()
@@ -153,7 +170,10 @@ def predict(model: SiameseNet, bank: ImageBank, pairs: PairSet, device, batch_si
     model.eval()
     rows, inverse = torch.unique(torch.cat([pairs.a, pairs.b]), return_inverse=True)
     features = torch.cat(
-        [model.embed(pair_batch(bank, rows[i : i + batch_size], device, None, None)) for i in range(0, len(rows), batch_size)]
+        [
+            model.embed(pair_batch(bank, rows[i : i + batch_size], device, None, None))
+            for i in range(0, len(rows), batch_size)
+        ]
     )
     fa, fb = features[inverse].chunk(2)
     return model.score(model.compare(fa, fb)).float().cpu().numpy()
@@ -224,7 +244,9 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     if cfg.resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
         if ckpt["model_config"] != model.config.to_dict():
-            raise SiameseError(f"{ckpt_path}: was trained as {ckpt['model_config']}, not {model.config.to_dict()}")
+            raise SiameseError(
+                f"{ckpt_path}: was trained as {ckpt['model_config']}, not {model.config.to_dict()}"
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         g.set_state(ckpt["rng"]["generator"])
@@ -237,7 +259,11 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
 
     metrics_log = out / "metrics.jsonl"
     for epoch in range(start_epoch, cfg.epochs + 1):
-        stats = {"variant": cfg.variant, "data_set": dataset.name, **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch)}
+        stats = {
+            "variant": cfg.variant,
+            "data_set": dataset.name,
+            **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch),
+        }
         history.append(stats)
         line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()})
         print(line, flush=True)
@@ -267,10 +293,19 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         "config": cfg.to_dict(),
         "data": dataset.info,
     }
-    save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, len(history), cfg, g, dataset, history,
-                                               results["threshold"], summary))
-    plot_roc(out / "roc.png", curves["test_scores"], curves["test_same"], model.higher_is_same,
-             f"{cfg.variant} on {dataset.name}: AUC {summary['auc']:.3f}")
+    save_checkpoint(
+        ckpt_path,
+        make_checkpoint(
+            model, optimizer, len(history), cfg, g, dataset, history, results["threshold"], summary
+        ),
+    )
+    plot_roc(
+        out / "roc.png",
+        curves["test_scores"],
+        curves["test_same"],
+        model.higher_is_same,
+        f"{cfg.variant} on {dataset.name}: AUC {summary['auc']:.3f}",
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from siamese.data import SHARED_LFW
+
+LFW = Path(os.environ.get("SIAMESE_LFW", SHARED_LFW))
+PROJECT_CACHE = Path(__file__).resolve().parents[1] / "cache"
+
+
+@pytest.fixture(scope="session")
+def lfw_dir() -> Path:
+    if not (LFW / "pairsDevTrain.txt").is_file():
+        pytest.skip(f"real LFW not found at {LFW} (set SIAMESE_LFW to an LFW folder)")
+    return LFW
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    """The project's cache, shared across test runs so LFW is extracted once."""
+    PROJECT_CACHE.mkdir(exist_ok=True)
+    return PROJECT_CACHE

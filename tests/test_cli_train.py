@@ -1,0 +1,131 @@
+import json
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench.cli import main as bench_main
+from siamese import cli
+from siamese.checkpoint import load_checkpoint, save_checkpoint
+
+FAST = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    result = CliRunner().invoke(cli.train, [*FAST, "--variant", "both", "--epochs", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+@pytest.mark.parametrize("variant", ["bce", "contrastive"])
+def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
+    out, result = trained
+    run = out / "synthetic" / variant
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert all(x["data_set"] == "synthetic" and x["train_loss"] > 0 for x in lines)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["data_set"] == "synthetic" and summary["variant"] == variant
+    for key in ("accuracy", "threshold", "auc", "eer", "epochs", "wall_time_s", "git_commit", "split"):
+        assert key in summary
+    assert (run / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["epoch"] == 2 and ckpt["threshold"] == summary["threshold"]
+    assert ckpt["normalization"]["mean"] == [0.5, 0.5, 0.5]
+    assert {"model", "optimizer", "config", "rng", "model_config"} <= set(ckpt)
+    assert "SYNTHETIC" in result.output and f"| synthetic | {variant} | 2 |" in result.output
+
+
+def test_resume_continues_from_the_last_epoch(trained):
+    out, _ = trained
+    result = CliRunner().invoke(
+        cli.train, [*FAST, "--variant", "contrastive", "--epochs", "3", "--out", str(out), "--resume"]
+    )
+    assert result.exit_code == 0, result.output
+    run = out / "synthetic" / "contrastive"
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 3
+
+
+def test_existing_run_is_not_overwritten_without_resume(trained):
+    out, _ = trained
+    before = (out / "synthetic" / "bce" / "checkpoint.pt").read_bytes()
+    result = CliRunner().invoke(cli.train, [*FAST, "--variant", "bce", "--epochs", "1", "--out", str(out)])
+    assert result.exit_code != 0 and "pass --resume" in result.output
+    assert (out / "synthetic" / "bce" / "checkpoint.pt").read_bytes() == before
+
+
+def test_bad_data_is_a_one_line_error(tmp_path):
+    (tmp_path / "lfw").mkdir()
+    (tmp_path / "lfw" / "pairsDevTrain.txt").write_text("oops\n")
+    result = CliRunner().invoke(cli.train, ["--data", str(tmp_path / "lfw"), "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("Error: ") and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_malicious_pickle_checkpoint_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "siamese-checkpoint", "payload": Evil()}, path)
+    from siamese.errors import SiameseError
+
+    with pytest.raises(SiameseError, match="refused to load"):
+        load_checkpoint(path)
+
+
+def test_atomic_checkpoint_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"format": "siamese-checkpoint", "format_version": 1, "x": torch.ones(2)})
+
+    class Unsaveable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint(path, {"x": Unsaveable()})
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_fetch_without_network_fails_fast_and_names_data_option(tmp_path, monkeypatch):
+    import socket
+    import urllib.request
+
+    def no_dns(*args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_dns)
+    start = time.monotonic()
+    result = CliRunner().invoke(cli.data, ["fetch", "--dest", str(tmp_path / "lfw")])
+    assert result.exit_code == 1 and "--data PATH" in result.output
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("command", [cli.train, cli.export, cli.verify, cli.data, bench_main])
+def test_every_console_script_answers_help(command):
+    result = CliRunner().invoke(command, ["--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_fetch_checks_sha256_and_keeps_nothing_bad(tmp_path):
+    import hashlib
+
+    from siamese.errors import SiameseError
+    from siamese.fetch import RemoteFile, fetch_lfw
+
+    src = tmp_path / "pairs.txt"
+    src.write_text("1\nA\t1\t2\nA\t1\tB\t1\n")
+    good = RemoteFile("pairs.txt", src.as_uri(), hashlib.sha256(src.read_bytes()).hexdigest())
+    dest = fetch_lfw(tmp_path / "dl", retries=1, files=(good,))
+    assert (dest / "pairs.txt").read_bytes() == src.read_bytes()
+    bad = RemoteFile("other.txt", src.as_uri(), "0" * 64)
+    with pytest.raises(SiameseError, match="checksum mismatch"):
+        fetch_lfw(tmp_path / "dl", retries=2, delay=0, files=(bad,))
+    assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["pairs.txt"]

@@ -1,0 +1,146 @@
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from siamese.data import ImageBank, draw_pairs, extract_archive, load_lfw, locate_lfw
+from siamese.errors import SiameseError
+from siamese.synthetic import make_synthetic
+
+
+def jpeg_bytes(colour) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 40), colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def make_lfw(folder: Path, people=("Ann", "Bob", "Cid", "Dee"), per_person=3, archive=False) -> Path:
+    """A tiny LFW look-alike: images per person and View 1 pair files, Ann/Bob train, Cid/Dee test."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        f"lfw-tiny/{p}/{p}_{k:04d}.jpg": jpeg_bytes((40 * i, 30 * k, 90))
+        for i, p in enumerate(people)
+        for k in range(1, per_person + 1)
+    }
+    if archive:
+        with tarfile.open(folder / "lfw-tiny.tgz", "w:gz") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    else:
+        for name, data in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+    (folder / "pairsDevTrain.txt").write_text("1\nAnn\t1\t2\nAnn\t1\tBob\t1\n")
+    (folder / "pairsDevTest.txt").write_text("1\nCid\t1\t3\nCid\t2\tDee\t2\n")
+    return folder
+
+
+@pytest.mark.parametrize("archive", [False, True], ids=["folder", "tgz"])
+def test_load_from_folder_or_archive(tmp_path, archive):
+    data = make_lfw(tmp_path / "lfw", archive=archive)
+    ds = load_lfw(data, 16, cache_dir=tmp_path / "cache")
+    assert ds.bank.images.shape[1:] == (16, 16, 3) and ds.bank.images.dtype == torch.uint8
+    assert len(ds.train) == 2 and len(ds.test) == 2
+    # every image of the training identities, none of the test identities
+    assert set(ds.train_identities) == {"Ann", "Bob"}
+    assert sum(len(v) for v in ds.train_identities.values()) == 6
+    assert ds.bank.keys[ds.test.a[0]] == "Cid/Cid_0001.jpg"
+
+
+def test_archive_is_extracted_once(tmp_path):
+    data = make_lfw(tmp_path / "lfw", archive=True)
+    root = extract_archive(data / "lfw-tiny.tgz", tmp_path / "cache")
+    marker = root / "Ann" / "marker"
+    marker.write_text("x")
+    assert extract_archive(data / "lfw-tiny.tgz", tmp_path / "cache") == root
+    assert marker.exists()
+    assert locate_lfw(data / "lfw-tiny.tgz", tmp_path / "cache").image_root == root
+
+
+def test_archive_members_escaping_the_cache_are_refused(tmp_path):
+    evil = tmp_path / "lfw-evil.tgz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../../escaped.jpg")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(SiameseError, match="cannot extract"):
+        extract_archive(evil, tmp_path / "cache")
+    assert not (tmp_path / "escaped.jpg").exists()
+    assert not any((tmp_path / "cache" / "extracted").glob("lfw-evil*"))
+
+
+def test_corrupt_archive_leaves_no_partial_cache(tmp_path):
+    bad = tmp_path / "lfw-bad.tgz"
+    bad.write_bytes(b"\x1f\x8b\x08 definitely not gzip")
+    with pytest.raises(SiameseError, match="cannot extract"):
+        extract_archive(bad, tmp_path / "cache")
+    assert list((tmp_path / "cache" / "extracted").iterdir()) == []
+
+
+def test_shared_identities_between_train_and_test_are_refused(tmp_path):
+    data = make_lfw(tmp_path / "lfw")
+    (data / "pairsDevTest.txt").write_text("1\nAnn\t1\t3\nCid\t2\tDee\t2\n")
+    with pytest.raises(SiameseError, match="share 1 identities .*Ann"):
+        load_lfw(data, 16, cache_dir=tmp_path / "cache")
+
+
+def test_missing_image_names_the_file(tmp_path):
+    data = make_lfw(tmp_path / "lfw")
+    (data / "lfw-tiny" / "Cid" / "Cid_0003.jpg").unlink()
+    with pytest.raises(SiameseError, match="image not found: .*Cid_0003.jpg"):
+        load_lfw(data, 16, cache_dir=tmp_path / "cache")
+
+
+def test_data_path_errors(tmp_path):
+    with pytest.raises(SiameseError, match="data path not found"):
+        locate_lfw(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SiameseError, match="no LFW images found"):
+        locate_lfw(tmp_path / "empty")
+
+
+def test_drawn_pairs_are_balanced_and_labelled_correctly():
+    by_identity = {f"p{i}": torch.arange(i * 4, i * 4 + 4) for i in range(10)}
+    by_identity["single"] = torch.tensor([40])
+    pairs = draw_pairs(by_identity, 1000, torch.Generator().manual_seed(0))
+    owner = torch.cat([torch.full((len(v),), i) for i, v in enumerate(by_identity.values())])
+    same_identity = owner[pairs.a] == owner[pairs.b]
+    assert torch.equal(same_identity.long(), pairs.same)
+    assert pairs.same.sum() == 500
+    assert (pairs.a[pairs.same == 1] != pairs.b[pairs.same == 1]).all()
+
+
+def test_synthetic_set_is_deterministic_with_disjoint_identities():
+    a = make_synthetic(
+        image_size=16,
+        n_train_identities=6,
+        n_test_identities=4,
+        images_per_identity=3,
+        n_train_pairs=20,
+        n_test_pairs=10,
+    )
+    b = make_synthetic(
+        image_size=16,
+        n_train_identities=6,
+        n_test_identities=4,
+        images_per_identity=3,
+        n_train_pairs=20,
+        n_test_pairs=10,
+    )
+    assert torch.equal(a.bank.images, b.bank.images) and torch.equal(a.test.a, b.test.a)
+    train_rows = set(torch.cat([a.train.a, a.train.b]).tolist())
+    test_rows = set(torch.cat([a.test.a, a.test.b]).tolist())
+    assert train_rows <= set(range(18)) and test_rows <= set(range(18, 30))
+
+
+def test_image_bank_decodes_each_key_once(tmp_path):
+    data = make_lfw(tmp_path / "lfw")
+    root = data / "lfw-tiny"
+    bank = ImageBank.decode(root, ["Ann/Ann_0001.jpg", "Ann/Ann_0001.jpg", "Bob/Bob_0002.jpg"], 8)
+    assert bank.images.shape == (2, 8, 8, 3)
+    assert bank.indices(["Bob/Bob_0002.jpg", "Ann/Ann_0001.jpg"]).tolist() == [1, 0]
