@@ -7,32 +7,16 @@ is refused with a clear message.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
 
 from siamese.errors import SiameseError
+from siamese.files import atomic_write
 
 FORMAT = "siamese-checkpoint"
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename over `path`: a crash leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
@@ -60,11 +44,3 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
             f"({FORMAT_VERSION}); upgrade siamese-verify"
         )
     return ckpt
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from siamese.checkpoint import sha256_file
+from siamese.files import sha256_file
 from siamese.errors import SiameseError
 
 

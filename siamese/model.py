@@ -72,6 +72,18 @@ def pair_distance(f1: torch.Tensor, f2: torch.Tensor, eps: float = 1e-12) -> tor
     return torch.sqrt(((f1 - f2) ** 2).sum(dim=1) + eps)
 
 
+def compare_features(head: nn.Linear | None, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+    """The variant's raw output per pair: the BCE head's logit, or the L2 distance (no head)."""
+    if head is not None:
+        return head(torch.cat([f1, f2], dim=1)).squeeze(1)  # (N,) logits
+    return pair_distance(f1, f2)  # (N,) distances
+
+
+def to_score(head: nn.Linear | None, raw: torch.Tensor) -> torch.Tensor:
+    """What a user reads: a probability of "same person" (bce) or the distance (contrastive)."""
+    return torch.sigmoid(raw) if head is not None else raw
+
+
 class SiameseNet(nn.Module):
     """One shared EmbeddingNet; both images of a pair go through it in one batched call.
 
@@ -98,9 +110,7 @@ class SiameseNet(nn.Module):
         return self.embedding(images)  # (N, 1024)
 
     def compare(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
-        if self.head is not None:
-            return self.head(torch.cat([f1, f2], dim=1)).squeeze(1)  # (N,) logits
-        return pair_distance(f1, f2)  # (N,) distances
+        return compare_features(self.head, f1, f2)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         features = self.embed(torch.cat([a, b]))  # (2N, 1024): one pass keeps BN statistics shared
@@ -108,7 +118,7 @@ class SiameseNet(nn.Module):
         return self.compare(f1, f2)
 
     def score(self, raw: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(raw) if self.head is not None else raw
+        return to_score(self.head, raw)
 
     @property
     def higher_is_same(self) -> bool:
