@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from siamese.artifacts import FORMATS, RUNTIMES
 from siamese.errors import SiameseError
 from siamese.model import VARIANTS
 
@@ -100,15 +101,128 @@ def fetch(dest, retries):
     click.echo(f"LFW is in {path}; train with: siamese-train --data {path}")
 
 
-@click.command()
+@click.command(context_settings={"show_default": True})
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="training checkpoint(s); default: the newest finished one of each variant under --runs",
+)
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs"))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["all", *FORMATS]),
+    multiple=True,
+    default=["all"],
+    help="all = onnx, torchscript, pt2, and aoti where a C++ compiler is present",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    help="fp16/bf16 are for GPUs; checked with looser tolerances (see README)",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("exports"))
+@click.option(
+    "--name",
+    default=None,
+    help="export folder name (one checkpoint only); default <data set>-<variant>-<dtype>",
+)
+@click.option("--force", is_flag=True, help="replace an existing export folder")
+@click.option(
+    "--verify-pairs", type=click.IntRange(min=1), default=32, help="real test pairs compared with eager"
+)
 @user_errors
-def export():
-    """Export a checkpoint to TorchScript, ONNX and torch.export artifacts."""
-    raise SiameseError("siamese-export is not implemented yet")
+def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
+    """Export checkpoints to verified TorchScript, ONNX and torch.export artifacts."""
+    from siamese.export import available_formats, export_checkpoint, newest_checkpoints
+
+    formats = available_formats() if "all" in fmt else list(dict.fromkeys(fmt))
+    if "all" in fmt and dtype == "bf16":
+        formats.remove("onnx")
+        click.echo("bf16: skipping ONNX (opset 18 has no bfloat16 convolution)")
+    if not checkpoints:
+        checkpoints = tuple(newest_checkpoints(runs).values())
+        if not checkpoints:
+            raise SiameseError(
+                f"no finished training run under {runs}/; run siamese-train or pass --checkpoint"
+            )
+    if name and len(checkpoints) > 1:
+        raise SiameseError("--name needs a single --checkpoint")
+    for ckpt in checkpoints:
+        dest, checks = export_checkpoint(ckpt, out, name, formats, dtype, force, verify_pairs, log=click.echo)
+        for check in checks:
+            click.echo(f"  ok  {check.describe()}")
+        click.echo(f"exported {ckpt} -> {dest}")
 
 
-@click.command()
+@click.command(context_settings={"show_default": True})
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="export folder; default the newest under exports/",
+)
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="onnxruntime")
+@click.option("--provider", "providers", multiple=True, help="ONNX Runtime provider(s): cpu, cuda, tensorrt")
+@click.option(
+    "--pairs",
+    "pairs_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="pair list in any supported format, instead of IMG_A IMG_B",
+)
+@click.option(
+    "--images",
+    "image_root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="image root for --pairs; default the LFW images next to the pair file, else its folder",
+)
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=None, help="write results to .csv or .json"
+)
+@click.option("--batch", type=click.IntRange(min=1), default=64)
 @user_errors
-def verify():
-    """Decide whether two face images show the same person, using an export folder."""
-    raise SiameseError("siamese-verify is not implemented yet")
+def verify(images, export_dir, runtime, providers, pairs_file, image_root, output, batch):
+    """Decide whether two face images (IMG_A IMG_B) show the same person, or run a --pairs list."""
+    from siamese.verify import Verifier, accuracy, newest_export, write_results
+
+    if bool(pairs_file) == bool(images) or (images and len(images) != 2):
+        raise click.UsageError("give either two images IMG_A IMG_B or --pairs FILE")
+    verifier = Verifier(export_dir or newest_export(), runtime, list(providers) or None)
+    if images:
+        r = verifier.verify_files(*images)
+        relation = ">" if verifier.folder.metadata["higher_is_same"] else "<"
+        score_name = "probability" if r["variant"] == "bce" else "distance"
+        click.echo(
+            f"{'same' if r['same'] else 'different'} person: {score_name} {r['score']:.4f} "
+            f"(same if {relation} {r['threshold']:.4f})"
+        )
+        return
+    from siamese.pairs import read_pairs
+
+    pairs = read_pairs(pairs_file, labels_required=False)
+    rows = verifier.verify_pairs(pairs, image_root or _image_root_for(pairs_file), batch)
+    if output:
+        write_results(rows, output)
+    acc = accuracy(rows)
+    same = sum(r["same"] for r in rows)
+    click.echo(
+        f"{len(rows)} pairs: {same} same, {len(rows) - same} different"
+        + (f"; accuracy {acc:.4f} on the labels" if acc is not None else "")
+        + (f"; results in {output}" if output else "")
+    )
+
+
+def _image_root_for(pairs_file: Path) -> Path:
+    from siamese.data import locate_lfw
+
+    try:
+        return locate_lfw(pairs_file.parent).image_root
+    except SiameseError:
+        return pairs_file.parent

@@ -47,7 +47,8 @@ class OutputComparison:
         if self.agreement is not None:
             return f"{self.name}: agreement {self.agreement:.2%} (need {self.limit:.2%})"
         status = "" if self.finite else " NON-FINITE"
-        return f"{self.name}: max abs {self.max_abs:.3g}, rel {self.max_rel:.3g} (limit {self.limit:.3g}){status}"
+        errors = f"max abs {self.max_abs:.3g}, rel {self.max_rel:.3g}"
+        return f"{self.name}: {errors} (limit {self.limit:.3g}){status}"
 
 
 def compare_output(name: str, actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> OutputComparison:
@@ -56,7 +57,9 @@ def compare_output(name: str, actual: np.ndarray, reference: np.ndarray, tol: To
         raise ValueError(f"{name}: shape {actual.shape} differs from the reference's {reference.shape}")
     if reference.dtype == np.bool_:
         agreement = float((actual.astype(bool) == reference).mean()) if reference.size else 1.0
-        return OutputComparison(name, agreement >= tol.agreement, True, agreement=agreement, limit=tol.agreement)
+        return OutputComparison(
+            name, agreement >= tol.agreement, True, agreement=agreement, limit=tol.agreement
+        )
     a, r = actual.astype(np.float64), reference.astype(np.float64)
     finite = bool(np.isfinite(a).all())
     diff = np.abs(a - r)

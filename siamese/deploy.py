@@ -17,7 +17,11 @@ from siamese.preprocess import Normalization
 
 GRAPHS = ("embedding", "pair", "compare")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-INPUT_NAMES = {"embedding": ["images"], "pair": ["image_a", "image_b"], "compare": ["features_a", "features_b"]}
+INPUT_NAMES = {
+    "embedding": ["images"],
+    "pair": ["image_a", "image_b"],
+    "compare": ["features_a", "features_b"],
+}
 OUTPUT_NAMES = {"embedding": ["features"], "pair": ["score", "same"], "compare": ["score", "same"]}
 
 
@@ -55,7 +59,9 @@ class CompareGraph(nn.Module):
         self.higher_is_same = model.higher_is_same
         self.register_buffer("threshold", torch.tensor(float(threshold)))
 
-    def forward(self, features_a: torch.Tensor, features_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features_a: torch.Tensor, features_b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         score = to_score(self.head, compare_features(self.head, features_a, features_b))  # (N,)
         same = score > self.threshold if self.higher_is_same else score < self.threshold
         return score, same
@@ -64,7 +70,9 @@ class CompareGraph(nn.Module):
 class PairGraph(nn.Module):
     """(N, S, S, 3) uint8 twice -> score (N,) float32 and same (N,) bool at the stored threshold."""
 
-    def __init__(self, model: SiameseNet, norm: Normalization, threshold: float, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, model: SiameseNet, norm: Normalization, threshold: float, dtype: torch.dtype = torch.float32
+    ):
         super().__init__()
         self.preprocess = Preprocess(norm, dtype)
         self.embedding = model.embedding
@@ -98,7 +106,9 @@ def model_from_checkpoint(ckpt: dict) -> SiameseNet:
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        raise SiameseError(f"checkpoint weights do not fit a {model.config} network: {str(exc).splitlines()[0]}") from None
+        raise SiameseError(
+            f"checkpoint weights do not fit a {model.config} network: {str(exc).splitlines()[0]}"
+        ) from None
     return model.eval()
 
 

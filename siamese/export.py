@@ -27,8 +27,8 @@ from siamese.compare import TOLERANCES, OutputComparison, compare_outputs
 from siamese.data import find_lfw, locate_lfw
 from siamese.deploy import GRAPHS, INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint
 from siamese.errors import SiameseError
-from siamese.model import FEATURE_DIM
 from siamese.files import sha256_file
+from siamese.model import FEATURE_DIM
 from siamese.pairs import read_pairs
 from siamese.preprocess import decode_image
 from siamese.train import git_commit
@@ -58,13 +58,17 @@ def _dynamic_batch(graph: str) -> dict:
 
 def write_torchscript(module, graph: str, path: Path, meta: dict) -> dict:
     size = meta["image_size"]
-    traced = torch.jit.trace(module, example_inputs(graph, size), check_inputs=[example_inputs(graph, size, 3)])
+    traced = torch.jit.trace(
+        module, example_inputs(graph, size), check_inputs=[example_inputs(graph, size, 3)]
+    )
     torch.jit.save(traced, str(path), _extra_files={METADATA: json.dumps(meta)})
     return {"method": "torch.jit.trace (checked at another batch size)"}
 
 
 def write_pt2(module, graph: str, path: Path, meta: dict) -> dict:
-    program = torch.export.export(module, example_inputs(graph, meta["image_size"]), dynamic_shapes=_dynamic_batch(graph))
+    program = torch.export.export(
+        module, example_inputs(graph, meta["image_size"]), dynamic_shapes=_dynamic_batch(graph)
+    )
     torch.export.save(program, str(path), extra_files={METADATA: json.dumps(meta)})
     return {"method": "torch.export.export"}
 
@@ -72,7 +76,9 @@ def write_pt2(module, graph: str, path: Path, meta: dict) -> dict:
 def write_aoti(module, graph: str, path: Path, meta: dict) -> dict:
     import torch._inductor
 
-    program = torch.export.export(module, example_inputs(graph, meta["image_size"]), dynamic_shapes=_dynamic_batch(graph))
+    program = torch.export.export(
+        module, example_inputs(graph, meta["image_size"]), dynamic_shapes=_dynamic_batch(graph)
+    )
     torch._inductor.aoti_compile_and_package(program, package_path=str(path))
     return {"method": "torch._inductor.aoti_compile_and_package"}
 
@@ -101,10 +107,15 @@ def _onnx_proto(module, graph: str, image_size: int):
             )
         return program.model_proto, "torch.onnx.export(dynamo=True)"
     except Exception as exc:  # the exporter raises many types; the fallback is announced and recorded
-        warnings.warn(f"dynamo ONNX export failed ({type(exc).__name__}: {exc}); using the TorchScript exporter")
+        warnings.warn(
+            f"dynamo ONNX export failed ({type(exc).__name__}: {exc}); using the TorchScript exporter",
+            stacklevel=2,
+        )
         buf = io.BytesIO()
         axes = {n: {0: "batch"} for n in INPUT_NAMES[graph] + OUTPUT_NAMES[graph]}
-        torch.onnx.export(module, args, buf, dynamo=False, opset_version=ONNX_OPSET, dynamic_axes=axes, **names)
+        torch.onnx.export(
+            module, args, buf, dynamo=False, opset_version=ONNX_OPSET, dynamic_axes=axes, **names
+        )
         return onnx.load_from_string(buf.getvalue()), "torch.onnx.export(dynamo=False) fallback"
     finally:
         registry_log.setLevel(level)
@@ -135,7 +146,11 @@ def verification_inputs(ckpt: dict, n_pairs: int = 32, n_random: int = 8, seed: 
     a, b, source = _real_test_pairs(ckpt, size, n_pairs)
     g = np.random.default_rng(seed)
     rand = g.integers(0, 256, size=(2, n_random, size, size, 3), dtype=np.uint8)
-    return {"image_a": np.concatenate([a, rand[0]]), "image_b": np.concatenate([b, rand[1]]), "source": source}
+    return {
+        "image_a": np.concatenate([a, rand[0]]),
+        "image_b": np.concatenate([b, rand[1]]),
+        "source": source,
+    }
 
 
 def _real_test_pairs(ckpt: dict, size: int, n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -186,7 +201,12 @@ def reference_outputs(graphs: dict, inputs: dict) -> dict[str, dict[str, np.ndar
         features = graphs["embedding"](torch.cat([a, b]))
     pair = {"score": score.numpy(), "same": same.numpy()}
     # compare(embed(a), embed(b)) must give what pair(a, b) gives
-    return {"embedding": {"features": features.numpy()}, "pair": pair, "compare": pair, "features": features.numpy()}
+    return {
+        "embedding": {"features": features.numpy()},
+        "pair": pair,
+        "compare": pair,
+        "features": features.numpy(),
+    }
 
 
 def verify_folder(folder: Path, formats, reference: dict, inputs: dict, dtype: str) -> list[Check]:
@@ -203,7 +223,9 @@ def verify_folder(folder: Path, formats, reference: dict, inputs: dict, dtype: s
                 "compare": [reference["features"][:n], reference["features"][n:]],
             }[graph]
             out = artifact(*args)
-            checks.append(Check(artifact_name(graph, fmt), compare_outputs(out, reference[graph], TOLERANCES[dtype])))
+            checks.append(
+                Check(artifact_name(graph, fmt), compare_outputs(out, reference[graph], TOLERANCES[dtype]))
+            )
     return checks
 
 
@@ -260,7 +282,13 @@ def export_checkpoint(
 
     unknown = set(formats) - set(FORMATS)
     if unknown:
-        raise SiameseError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
+        raise SiameseError(
+            f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}"
+        )
+    if dtype == "bf16" and "onnx" in formats:
+        raise SiameseError(
+            "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"
+        )
     ckpt = load_checkpoint(checkpoint)
     variant = ckpt["model_config"]["variant"]
     name = name or f"{ckpt.get('data', {}).get('data_set', 'model')}-{variant}-{dtype}"
@@ -280,7 +308,13 @@ def export_checkpoint(
             for graph in GRAPHS:
                 file = artifact_name(graph, fmt)
                 log(f"writing {file}")
-                notes[file] = WRITERS[fmt](graphs[graph], graph, tmp / file, {**meta, "graph": graph, "format": fmt})
+                try:
+                    notes[file] = WRITERS[fmt](
+                        graphs[graph], graph, tmp / file, {**meta, "graph": graph, "format": fmt}
+                    )
+                except Exception as exc:  # exporters raise many types; name the artifact and the cause
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    raise SiameseError(f"writing {file} failed: {type(exc).__name__}: {first}") from None
         (tmp / METADATA).write_text(json.dumps({**meta, "artifacts": notes}, indent=2) + "\n")
         write_manifest(tmp)
         checks = verify_folder(tmp, formats, reference_outputs(reference_graphs, inputs), inputs, dtype)
@@ -297,6 +331,11 @@ def export_checkpoint(
         return dest, checks
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def available_formats() -> list[str]:
+    """Every format this machine can write: AOTInductor needs a C++ compiler."""
+    return [*DEFAULT_FORMATS, *(["aoti"] if shutil.which("c++") or shutil.which("g++") else [])]
 
 
 def newest_checkpoints(runs: Path = Path("runs")) -> dict[str, Path]:

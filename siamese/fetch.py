@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from siamese.files import sha256_file
 from siamese.errors import SiameseError
+from siamese.files import sha256_file
 
 
 @dataclass(frozen=True)

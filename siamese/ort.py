@@ -29,7 +29,9 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise SiameseError("onnxruntime is not installed: pip install 'siamese-verify[cpu]' (or [gpu])") from None
+        raise SiameseError(
+            "onnxruntime is not installed: pip install 'siamese-verify[cpu]' (or [gpu])"
+        ) from None
     return onnxruntime
 
 

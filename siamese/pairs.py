@@ -21,7 +21,7 @@ from siamese.errors import SiameseError
 class Pair:
     a: str  # image key relative to the image root, e.g. "Name/Name_0001.jpg"
     b: str
-    same: int  # 1 same person, 0 different
+    same: int  # 1 same person, 0 different, -1 unlabelled
     fold: int | None = None  # LFW View 2 fold, None elsewhere
 
 
@@ -57,8 +57,11 @@ def _is_official_header(fields: list[str]) -> bool:
     return 1 <= len(fields) <= 2 and all(f.isdigit() for f in fields)
 
 
-def read_pairs(path: str | Path) -> list[Pair]:
-    """Read any supported pair file; the format is recognised from its first line."""
+def read_pairs(path: str | Path, labels_required: bool = True) -> list[Pair]:
+    """Read any supported pair file; the format is recognised from its first line.
+
+    With `labels_required=False`, assignment-format lines may omit the label (same = -1).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -72,11 +75,13 @@ def read_pairs(path: str | Path) -> list[Pair]:
     if _is_official_header(lines[0][1]):
         pairs = _parse_official(path, lines)
     else:
-        pairs = [_parse_assignment_line(fields, f"{path}:{i}") for i, fields in lines]
+        pairs = [_parse_assignment_line(fields, f"{path}:{i}", labels_required) for i, fields in lines]
     return pairs
 
 
-def _parse_assignment_line(fields: list[str], where: str) -> Pair:
+def _parse_assignment_line(fields: list[str], where: str, labels_required: bool = True) -> Pair:
+    if len(fields) == 2 and not labels_required:
+        return Pair(check_key(fields[0], where), check_key(fields[1], where), -1)
     if len(fields) != 3:
         raise SiameseError(f"{where}: expected 'imageA imageB label', got {len(fields)} fields")
     return Pair(check_key(fields[0], where), check_key(fields[1], where), _parse_label(fields[2], where))

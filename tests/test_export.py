@@ -1,0 +1,284 @@
+"""Export round trips for every format x variant, metadata, manifest, tampering and failures."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import make_test_checkpoint
+
+from siamese import cli
+from siamese.artifacts import FORMATS, RUNTIMES, Artifact, ExportFolder
+from siamese.checkpoint import load_checkpoint, save_checkpoint
+from siamese.deploy import GRAPHS, graphs_from_checkpoint, model_from_checkpoint
+from siamese.errors import SiameseError
+from siamese.export import available_formats, export_checkpoint, write_onnx, write_pt2, write_torchscript
+
+SIZE = 16
+FORMATS_HERE = available_formats()
+RUNTIME_OF = {fmt: runtime for runtime, fmt in RUNTIMES.items()}
+
+
+@pytest.fixture(scope="module", params=["bce", "contrastive"])
+def exported(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    ckpt = make_test_checkpoint(tmp / "checkpoint.pt", request.param, SIZE)
+    dest, checks = export_checkpoint(
+        ckpt, tmp / "exports", formats=FORMATS_HERE, n_pairs=8, log=lambda m: None
+    )
+    return ckpt, dest, checks
+
+
+def random_images(n, size=SIZE, seed=1):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip_matches_eager(exported, fmt):
+    if fmt not in FORMATS_HERE:
+        pytest.skip(f"{fmt} cannot be written on this machine (no C++ compiler)")
+    ckpt, dest, checks = exported
+    assert all(c.passed for c in checks)
+    graphs = graphs_from_checkpoint(load_checkpoint(ckpt))
+    folder = ExportFolder.open(dest)
+    a, b = random_images(5), random_images(5, seed=2)  # a batch size never seen at export
+    with torch.inference_mode():
+        ref_score, ref_same = graphs["pair"](torch.from_numpy(a), torch.from_numpy(b))
+        ref_features = graphs["embedding"](torch.from_numpy(a))
+    out = Artifact(folder, "pair", RUNTIME_OF[fmt])(a, b)
+    np.testing.assert_allclose(out["score"], ref_score.numpy(), rtol=1e-4, atol=1e-5)
+    assert out["same"].dtype == np.bool_ and (out["same"] == ref_same.numpy()).all()
+    features = Artifact(folder, "embedding", RUNTIME_OF[fmt])(a)["features"]
+    np.testing.assert_allclose(features, ref_features.numpy(), rtol=1e-4, atol=1e-4)
+    compared = Artifact(folder, "compare", RUNTIME_OF[fmt])(features[:3], features[2:])
+    assert compared["score"].shape == (3,)
+
+
+def test_metadata_travels_inside_every_artifact(exported):
+    ckpt, dest, _ = exported
+    meta = json.loads((dest / "metadata.json").read_text())
+    variant = load_checkpoint(ckpt)["model_config"]["variant"]
+    for key in (
+        "variant",
+        "threshold",
+        "margin",
+        "image_size",
+        "normalization",
+        "input_layout",
+        "training",
+        "checkpoint_sha256",
+        "git_commit",
+        "export_time",
+        "versions",
+    ):
+        assert key in meta, key
+    assert meta["variant"] == variant and meta["image_size"] == SIZE
+    props = {p.key: p.value for p in onnx.load(str(dest / "pair.onnx")).metadata_props}
+    assert props["variant"] == variant and float(props["threshold"]) == meta["threshold"]
+    assert int(onnx.load(str(dest / "pair.onnx")).opset_import[0].version) >= 18
+    files = {"metadata.json": ""}
+    torch.jit.load(str(dest / "pair.torchscript.pt"), _extra_files=files)
+    assert json.loads(files["metadata.json"])["threshold"] == meta["threshold"]
+    from torch.export import load
+
+    extra = {"metadata.json": ""}
+    load(str(dest / "pair.pt2"), extra_files=extra)
+    assert json.loads(extra["metadata.json"])["variant"] == variant
+
+
+def test_onnx_has_named_inputs_and_a_dynamic_batch(exported):
+    _, dest, _ = exported
+    model = onnx.load(str(dest / "pair.onnx"))
+    assert [i.name for i in model.graph.input] == ["image_a", "image_b"]
+    assert [o.name for o in model.graph.output] == ["score", "same"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == [SIZE, SIZE, 3]
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+
+
+def test_manifest_lists_every_file(exported):
+    _, dest, _ = exported
+    manifest = json.loads((dest / "manifest.json").read_text())
+    on_disk = {p.name for p in dest.iterdir()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    expected = {
+        f"{g}{s}"
+        for g in GRAPHS
+        for f, s in [
+            (f, s)
+            for f, s in [
+                ("onnx", ".onnx"),
+                ("torchscript", ".torchscript.pt"),
+                ("pt2", ".pt2"),
+                ("aoti", ".aoti.pt2"),
+            ]
+        ]
+        if f in FORMATS_HERE
+    }
+    assert expected <= on_disk
+    for name, entry in manifest["files"].items():
+        assert entry["size"] == (dest / name).stat().st_size and len(entry["sha256"]) == 64
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_tampered_truncated_or_missing_files_are_refused(exported, tmp_path, damage):
+    _, dest, _ = exported
+    copy = shutil.copytree(dest, tmp_path / "copy")
+    target = copy / "pair.onnx"
+    data = bytearray(target.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+        target.write_bytes(bytes(data))
+        match = "sha256 differs"
+    elif damage == "truncate":
+        target.write_bytes(bytes(data[:-100]))
+        match = "truncated"
+    else:
+        target.unlink()
+        match = "missing"
+    with pytest.raises(SiameseError, match=match):
+        Artifact(ExportFolder.open(copy), "pair", "onnxruntime")
+
+
+def test_missing_onnx_external_data_is_named(tmp_path, monkeypatch):
+    import siamese.export
+
+    monkeypatch.setattr(siamese.export, "ONNX_SINGLE_FILE_LIMIT", 0)  # force external data
+    ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
+    dest, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
+    assert (dest / "embedding.onnx.data").is_file()
+    assert json.loads((dest / "metadata.json").read_text())["artifacts"]["embedding.onnx"]["external_data"]
+    (dest / "embedding.onnx.data").unlink()
+    with pytest.raises(SiameseError, match="embedding.onnx.data: listed in manifest.json but missing"):
+        Artifact(ExportFolder.open(dest), "embedding", "onnxruntime")
+
+
+def test_a_disagreeing_artifact_fails_the_export_and_leaves_nothing(tmp_path):
+    ckpt = make_test_checkpoint(tmp_path / "c.pt", "bce", SIZE)
+    graphs = graphs_from_checkpoint(load_checkpoint(ckpt))
+    with torch.no_grad():
+        graphs["embedding"].embedding[0].weight.mul_(1.01)  # the exported model is perturbed by 1%
+    with pytest.raises(SiameseError, match="failed verification.*embedding.onnx: features: max abs"):
+        export_checkpoint(
+            ckpt, tmp_path / "exports", formats=["onnx"], graphs=graphs, n_pairs=4, log=lambda m: None
+        )
+    assert list((tmp_path / "exports").iterdir()) == []
+
+
+def test_existing_export_needs_force(exported):
+    ckpt, dest, _ = exported
+    before = (dest / "manifest.json").read_text()
+    with pytest.raises(SiameseError, match="exists; pass --force"):
+        export_checkpoint(ckpt, dest.parent, dest.name, formats=["onnx"])
+    assert (dest / "manifest.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: random_images(2, size=SIZE + 8), r"expected shape \(N, 16, 16, 3\)"),
+        (lambda: random_images(2).astype(np.float32), "expected uint8 images, got float32"),
+        (
+            lambda: random_images(2)[..., :1].copy(),
+            r"expected shape \(N, 16, 16, 3\) RGB, got \(2, 16, 16, 1\)",
+        ),
+    ],
+)
+def test_wrong_inputs_are_refused_before_the_runtime(exported, make, match):
+    _, dest, _ = exported
+    artifact = Artifact(ExportFolder.open(dest), "embedding", "onnxruntime")
+    with pytest.raises(SiameseError, match=match):
+        artifact(make())
+
+
+def test_checkpoint_of_another_variant_or_newer_format(tmp_path):
+    ckpt_path = make_test_checkpoint(tmp_path / "c.pt", "bce", SIZE)
+    ckpt = load_checkpoint(ckpt_path)
+    ckpt["model_config"]["variant"] = "contrastive"
+    with pytest.raises(SiameseError, match="do not fit"):
+        model_from_checkpoint(ckpt)
+    ckpt["format_version"] = 99
+    save_checkpoint(tmp_path / "new.pt", ckpt)
+    with pytest.raises(SiameseError, match="newer than this version reads"):
+        load_checkpoint(tmp_path / "new.pt")
+
+
+def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
+    ckpt = make_test_checkpoint(
+        tmp_path / "runs" / "lfw" / "contrastive" / "checkpoint.pt", "contrastive", SIZE
+    )
+    (ckpt.parent / "summary.json").write_text("{}")
+    runner = CliRunner()
+    result = runner.invoke(
+        cli.export,
+        [
+            "--runs",
+            str(tmp_path / "runs"),
+            "--format",
+            "onnx",
+            "--out",
+            str(tmp_path / "exports"),
+            "--verify-pairs",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    dest = tmp_path / "exports" / "lfw-contrastive-fp32"
+    assert "exported" in result.output and (dest / "pair.onnx").is_file()
+    again = runner.invoke(
+        cli.export, ["--checkpoint", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "exports")]
+    )
+    assert again.exit_code == 1 and "--force" in again.output
+
+    from siamese.data import locate_lfw
+
+    root = locate_lfw(lfw_dir).image_root
+    a, b = (
+        root / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg",
+        root / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg",
+    )
+    one = runner.invoke(cli.verify, [str(a), str(b), "--export", str(dest)])
+    assert one.exit_code == 0 and "person: distance" in one.output, one.output
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(
+        f"{a.relative_to(root)} {b.relative_to(root)} 1\n{a.relative_to(root)} "
+        "Abdullah_Gul/Abdullah_Gul_0001.jpg 0\n"
+    )
+    out = tmp_path / "results.json"
+    many = runner.invoke(
+        cli.verify,
+        ["--pairs", str(pairs), "--images", str(root), "--export", str(dest), "--output", str(out)],
+    )
+    assert many.exit_code == 0 and "2 pairs" in many.output and "accuracy" in many.output, many.output
+    rows = json.loads(out.read_text())
+    assert [r["label"] for r in rows] == [1, 0] and {"score", "same"} <= set(rows[0])
+    bad = runner.invoke(cli.verify, [str(a), str(tmp_path / "pairs.txt"), "--export", str(dest)])
+    assert bad.exit_code == 1 and "cannot decode image" in bad.output and "Traceback" not in bad.output
+
+
+FULL_WRITERS = {"onnx": write_onnx, "torchscript": write_torchscript, "pt2": write_pt2}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", list(FULL_WRITERS))
+def test_full_size_network_exports_at_full_size_with_parity(tmp_path, fmt):
+    ckpt = load_checkpoint(make_test_checkpoint(tmp_path / "c.pt", "contrastive", 128))
+    graph = graphs_from_checkpoint(ckpt)["embedding"]
+    path = tmp_path / f"embedding.{fmt}"
+    FULL_WRITERS[fmt](graph, "embedding", path, {"image_size": 128})
+    assert 540e6 < path.stat().st_size < 560e6  # the 134 M-parameter FC layer dominates
+    images = random_images(2, size=128)
+    with torch.inference_mode():
+        ref = graph(torch.from_numpy(images)).numpy()
+    if fmt == "onnx":
+        from siamese.ort import make_session
+
+        out = make_session(path).run(None, {"images": images})[0]
+    else:
+        load = torch.jit.load if fmt == "torchscript" else lambda p: torch.export.load(p).module()
+        with torch.inference_mode():
+            out = load(str(path))(torch.from_numpy(images)).numpy()
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4
