@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from siamese.checkpoint import load_checkpoint
 from siamese.errors import SiameseError
 from siamese.model import ModelConfig, SiameseNet, compare_features, to_score
 from siamese.preprocess import Normalization
@@ -85,20 +84,41 @@ class PairGraph(nn.Module):
         return self.decide(features[:n], features[n:])
 
 
-def graphs_from_checkpoint(ckpt: dict, dtype: str = "fp32") -> dict[str, nn.Module]:
-    """Both deployable graphs of a checkpoint, in eval mode, on CPU."""
-    if ckpt.get("threshold") is None:
-        raise SiameseError("checkpoint has no decision threshold: training did not finish its evaluation")
-    model = model_from_checkpoint(ckpt)
+def build_graphs(model: SiameseNet, norm: Normalization, threshold: float, dtype: str = "fp32") -> dict[str, nn.Module]:
+    """The three deployable graphs around one network, in eval mode."""
     if dtype != "fp32":
-        # the head and distance stay fp32 (PairGraph casts features), the network runs in half
+        # the head and distance stay fp32 (the graphs cast features), the network runs in half
         model.embedding.to(DTYPES[dtype])
-    norm = Normalization.from_dict(ckpt["normalization"])
     return {
         "embedding": EmbeddingGraph(model, norm, DTYPES[dtype]).eval(),
-        "pair": PairGraph(model, norm, ckpt["threshold"], DTYPES[dtype]).eval(),
-        "compare": CompareGraph(model, ckpt["threshold"]).eval(),
+        "pair": PairGraph(model, norm, threshold, DTYPES[dtype]).eval(),
+        "compare": CompareGraph(model, threshold).eval(),
     }
+
+
+def graphs_from_checkpoint(ckpt: dict, dtype: str = "fp32") -> dict[str, nn.Module]:
+    if ckpt.get("threshold") is None:
+        raise SiameseError("checkpoint has no decision threshold: training did not finish its evaluation")
+    return build_graphs(model_from_checkpoint(ckpt), Normalization.from_dict(ckpt["normalization"]), ckpt["threshold"], dtype)
+
+
+def graphs_from_export(folder) -> dict[str, nn.Module]:
+    """Eager fp32 graphs rebuilt from an export's own weights (its pair.pt2 or TorchScript file),
+    so that eager PyTorch runs exactly the artifact family the other runtimes run."""
+    meta = folder.metadata
+    model = SiameseNet(meta["variant"], meta["image_size"], meta["margin"])
+    graphs = build_graphs(model, Normalization.from_dict(meta["normalization"]), meta["threshold"])
+    formats = folder.formats()
+    if "pt2" in formats:
+        state = torch.export.load(str(folder.check("pair.pt2"))).state_dict
+    elif "torchscript" in formats:
+        state = torch.jit.load(str(folder.check("pair.torchscript.pt")), map_location="cpu").state_dict()
+    else:
+        raise SiameseError(f"{folder.path}: eager PyTorch needs the pt2 or torchscript artifact of the export")
+    missing, unexpected = graphs["pair"].load_state_dict(state, strict=False)
+    if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
+        raise SiameseError(f"{folder.path}: weights do not fit the network ({missing[:2] + unexpected[:2]})")
+    return graphs
 
 
 def model_from_checkpoint(ckpt: dict) -> SiameseNet:
@@ -110,8 +130,3 @@ def model_from_checkpoint(ckpt: dict) -> SiameseNet:
             f"checkpoint weights do not fit a {model.config} network: {str(exc).splitlines()[0]}"
         ) from None
     return model.eval()
-
-
-def load_graphs(path, dtype: str = "fp32") -> tuple[dict, dict[str, nn.Module]]:
-    ckpt = load_checkpoint(path)
-    return ckpt, graphs_from_checkpoint(ckpt, dtype)

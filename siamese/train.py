@@ -207,7 +207,7 @@ def plot_roc(path: Path, scores, same, higher_is_same: bool, title: str) -> None
     plt.close(fig)
 
 
-def make_checkpoint(model, optimizer, epoch, cfg, g, dataset, history, threshold=None, summary=None) -> dict:
+def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, threshold=None, summary=None) -> dict:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -220,7 +220,7 @@ def make_checkpoint(model, optimizer, epoch, cfg, g, dataset, history, threshold
         "threshold": threshold,
         "higher_is_same": model.higher_is_same,
         "rng": {"generator": g.get_state(), "torch": torch.get_rng_state()},
-        "data": dataset.info,
+        "data": data_info,
         "history": history,
         "summary": summary,
     }
@@ -269,7 +269,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         print(line, flush=True)
         with open(metrics_log, "a") as f:
             f.write(line + "\n")
-        save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset, history))
+        save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset.info, history))
 
     eval_started = time.perf_counter()
     results, curves = evaluate(model, dataset, device, cfg.eval_batch_size)
@@ -291,12 +291,12 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         "wall_time_s": round(sum(h["epoch_s"] for h in history) + time.perf_counter() - eval_started, 1),
         "git_commit": git_commit(),
         "config": cfg.to_dict(),
-        "data": dataset.info,
+        "data": data_info,
     }
     save_checkpoint(
         ckpt_path,
         make_checkpoint(
-            model, optimizer, len(history), cfg, g, dataset, history, results["threshold"], summary
+            model, optimizer, len(history), cfg, g, dataset.info, history, results["threshold"], summary
         ),
     )
     plot_roc(
@@ -326,3 +326,26 @@ def main(cfg: TrainConfig, variants: list[str]) -> list[dict]:
     summaries = [train_variant(replace(cfg, variant=v), dataset) for v in variants]
     print(results_table(summaries))
     return summaries
+
+
+def untrained_checkpoint(path: Path, variant: str, image_size: int = 128, seed: int = 0, data: dict | None = None) -> Path:
+    """A checkpoint of randomly initialised weights, for benchmarks and tests, never for answers.
+
+    BatchNorm statistics come from a few random batches so outputs are not degenerate; the
+    threshold is the median score of random pairs. Its summary says `untrained`.
+    """
+    torch.manual_seed(seed)
+    model = SiameseNet(variant, image_size)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 3, image_size, image_size), torch.randn(8, 3, image_size, image_size))
+        model.eval()
+        noise = [torch.randn(16, 3, image_size, image_size) for _ in range(2)]
+        threshold = float(model.score(model(*noise)).median())
+    info = data or {"data_set": "untrained"}
+    cfg = TrainConfig(variant=variant, image_size=image_size, epochs=0)
+    summary = {"data_set": "untrained", "accuracy": None, "note": "random weights"}
+    optimizer = torch.optim.Adam(model.parameters())
+    save_checkpoint(path, make_checkpoint(model, optimizer, 0, cfg, torch.Generator(), info, [], threshold, summary))
+    return path
