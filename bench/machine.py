@@ -35,14 +35,24 @@ def _gpu() -> dict | None:
     props = torch.cuda.get_device_properties(0)
     driver = None
     try:
-        driver = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True,
-            timeout=10,
-        ).stdout.strip() or None
+        driver = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1), "driver": driver,
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    return {
+        "name": props.name,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "driver": driver,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
 
 
 def machine_info(threads: int | None = None) -> dict:

@@ -61,9 +61,7 @@ class ExportFolder:
                 f"{file}: size {file.stat().st_size} differs from the manifest's {entry['size']} (truncated?)"
             )
         if sha256_file(file) != entry["sha256"]:
-            raise SiameseError(
-                f"{file}: sha256 differs from the manifest (modified or corrupted); re-export it"
-            )
+            raise SiameseError(f"{file}: sha256 differs from the manifest (modified or corrupted); re-export it")
         return file
 
     def formats(self) -> list[str]:
@@ -85,9 +83,7 @@ class Artifact:
         self.output_names = folder.metadata["graphs"][graph]["outputs"]
         self.input_names = folder.metadata["graphs"][graph]["inputs"]
         if self.format not in folder.formats():
-            raise SiameseError(
-                f"{folder.path}: has no {self.format} artifacts (has: {', '.join(folder.formats())})"
-            )
+            raise SiameseError(f"{folder.path}: has no {self.format} artifacts (has: {', '.join(folder.formats())})")
         path = folder.check(artifact_name(graph, self.format))
         self._run = _LOADERS[self.format](folder, path, providers)
 
@@ -98,9 +94,7 @@ class Artifact:
         for name, x in zip(self.input_names, inputs, strict=True):
             check(name, x)
         if len({x.shape[0] for x in inputs}) > 1:
-            raise SiameseError(
-                f"{self.graph}: inputs have different batch sizes {[x.shape[0] for x in inputs]}"
-            )
+            raise SiameseError(f"{self.graph}: inputs have different batch sizes {[x.shape[0] for x in inputs]}")
 
     @staticmethod
     def _check_features(name: str, x) -> None:
@@ -139,9 +133,7 @@ def _load_onnx(folder: ExportFolder, path: Path, providers: list[str] | None):
         folder.check(data_file)  # missing external data: a clear error here, not ORT's
     session = make_session(path, providers)
     names = [o.name for o in session.get_outputs()]
-    return lambda inputs: session.run(
-        names, dict(zip([i.name for i in session.get_inputs()], inputs, strict=True))
-    )
+    return lambda inputs: session.run(names, dict(zip([i.name for i in session.get_inputs()], inputs, strict=True)))
 
 
 def _torch_runner(module):

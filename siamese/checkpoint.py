@@ -31,9 +31,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SiameseError(
-            f"{path}: refused to load, it holds more than tensors and plain values ({first})"
-        ) from None
+        raise SiameseError(f"{path}: refused to load, it holds more than tensors and plain values ({first})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise SiameseError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

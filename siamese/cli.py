@@ -36,9 +36,7 @@ def user_errors(fn):
     help="LFW folder (images or .tgz plus pair files) or .tgz; default: $SIAMESE_LFW, "
     "../shared/data/lfw, ./cache/lfw, else the synthetic set",
 )
-@click.option(
-    "--synthetic", is_flag=True, help="train on the built-in synthetic faces even if LFW is present"
-)
+@click.option("--synthetic", is_flag=True, help="train on the built-in synthetic faces even if LFW is present")
 @click.option("--train-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
 @click.option("--test-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
 @click.option("--image-size", type=int, default=None, help="default 128 on LFW (the spec), 32 on synthetic")
@@ -55,9 +53,7 @@ def user_errors(fn):
     help="pairs drawn per epoch from training identities; default the training list's size; "
     "0 trains on the training list itself",
 )
-@click.option(
-    "--limit-pairs", type=click.IntRange(min=2), default=None, help="use only this many pairs of each list"
-)
+@click.option("--limit-pairs", type=click.IntRange(min=2), default=None, help="use only this many pairs of each list")
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
 @click.option(
@@ -131,9 +127,7 @@ def fetch(dest, retries):
     help="export folder name (one checkpoint only); default <data set>-<variant>-<dtype>",
 )
 @click.option("--force", is_flag=True, help="replace an existing export folder")
-@click.option(
-    "--verify-pairs", type=click.IntRange(min=1), default=32, help="real test pairs compared with eager"
-)
+@click.option("--verify-pairs", type=click.IntRange(min=1), default=32, help="real test pairs compared with eager")
 @user_errors
 def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
     """Export checkpoints to verified TorchScript, ONNX and torch.export artifacts."""
@@ -146,9 +140,7 @@ def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
     if not checkpoints:
         checkpoints = tuple(newest_checkpoints(runs).values())
         if not checkpoints:
-            raise SiameseError(
-                f"no finished training run under {runs}/; run siamese-train or pass --checkpoint"
-            )
+            raise SiameseError(f"no finished training run under {runs}/; run siamese-train or pass --checkpoint")
     if name and len(checkpoints) > 1:
         raise SiameseError("--name needs a single --checkpoint")
     for ckpt in checkpoints:
@@ -183,9 +175,7 @@ def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
     default=None,
     help="image root for --pairs; default the LFW images next to the pair file, else its folder",
 )
-@click.option(
-    "--output", type=click.Path(path_type=Path), default=None, help="write results to .csv or .json"
-)
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="write results to .csv or .json")
 @click.option("--batch", type=click.IntRange(min=1), default=64)
 @user_errors
 def verify(images, export_dir, runtime, providers, pairs_file, image_root, output, batch):

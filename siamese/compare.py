@@ -57,9 +57,7 @@ def compare_output(name: str, actual: np.ndarray, reference: np.ndarray, tol: To
         raise ValueError(f"{name}: shape {actual.shape} differs from the reference's {reference.shape}")
     if reference.dtype == np.bool_:
         agreement = float((actual.astype(bool) == reference).mean()) if reference.size else 1.0
-        return OutputComparison(
-            name, agreement >= tol.agreement, True, agreement=agreement, limit=tol.agreement
-        )
+        return OutputComparison(name, agreement >= tol.agreement, True, agreement=agreement, limit=tol.agreement)
     a, r = actual.astype(np.float64), reference.astype(np.float64)
     finite = bool(np.isfinite(a).all())
     diff = np.abs(a - r)

@@ -114,9 +114,7 @@ def extract_archive(archive: Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
         try:
             with tarfile.open(archive, "r:*") as tar:
                 members = tar.getmembers()
-                for member in tqdm(
-                    members, desc=f"extracting {archive.name}", unit="file", leave=False, disable=None
-                ):
+                for member in tqdm(members, desc=f"extracting {archive.name}", unit="file", leave=False, disable=None):
                     tar.extract(member, tmp, filter="data")  # "data" refuses absolute and ../ members
             os.replace(tmp, target)
         except (tarfile.TarError, OSError, EOFError) as exc:

@@ -58,9 +58,7 @@ class CompareGraph(nn.Module):
         self.higher_is_same = model.higher_is_same
         self.register_buffer("threshold", torch.tensor(float(threshold)))
 
-    def forward(
-        self, features_a: torch.Tensor, features_b: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, features_a: torch.Tensor, features_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         score = to_score(self.head, compare_features(self.head, features_a, features_b))  # (N,)
         same = score > self.threshold if self.higher_is_same else score < self.threshold
         return score, same
@@ -69,9 +67,7 @@ class CompareGraph(nn.Module):
 class PairGraph(nn.Module):
     """(N, S, S, 3) uint8 twice -> score (N,) float32 and same (N,) bool at the stored threshold."""
 
-    def __init__(
-        self, model: SiameseNet, norm: Normalization, threshold: float, dtype: torch.dtype = torch.float32
-    ):
+    def __init__(self, model: SiameseNet, norm: Normalization, threshold: float, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.preprocess = Preprocess(norm, dtype)
         self.embedding = model.embedding
@@ -99,7 +95,9 @@ def build_graphs(model: SiameseNet, norm: Normalization, threshold: float, dtype
 def graphs_from_checkpoint(ckpt: dict, dtype: str = "fp32") -> dict[str, nn.Module]:
     if ckpt.get("threshold") is None:
         raise SiameseError("checkpoint has no decision threshold: training did not finish its evaluation")
-    return build_graphs(model_from_checkpoint(ckpt), Normalization.from_dict(ckpt["normalization"]), ckpt["threshold"], dtype)
+    return build_graphs(
+        model_from_checkpoint(ckpt), Normalization.from_dict(ckpt["normalization"]), ckpt["threshold"], dtype
+    )
 
 
 def graphs_from_export(folder) -> dict[str, nn.Module]:

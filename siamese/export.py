@@ -58,9 +58,7 @@ def _dynamic_batch(graph: str) -> dict:
 
 def write_torchscript(module, graph: str, path: Path, meta: dict) -> dict:
     size = meta["image_size"]
-    traced = torch.jit.trace(
-        module, example_inputs(graph, size), check_inputs=[example_inputs(graph, size, 3)]
-    )
+    traced = torch.jit.trace(module, example_inputs(graph, size), check_inputs=[example_inputs(graph, size, 3)])
     torch.jit.save(traced, str(path), _extra_files={METADATA: json.dumps(meta)})
     return {"method": "torch.jit.trace (checked at another batch size)"}
 
@@ -113,9 +111,7 @@ def _onnx_proto(module, graph: str, image_size: int):
         )
         buf = io.BytesIO()
         axes = {n: {0: "batch"} for n in INPUT_NAMES[graph] + OUTPUT_NAMES[graph]}
-        torch.onnx.export(
-            module, args, buf, dynamo=False, opset_version=ONNX_OPSET, dynamic_axes=axes, **names
-        )
+        torch.onnx.export(module, args, buf, dynamo=False, opset_version=ONNX_OPSET, dynamic_axes=axes, **names)
         return onnx.load_from_string(buf.getvalue()), "torch.onnx.export(dynamo=False) fallback"
     finally:
         registry_log.setLevel(level)
@@ -223,9 +219,7 @@ def verify_folder(folder: Path, formats, reference: dict, inputs: dict, dtype: s
                 "compare": [reference["features"][:n], reference["features"][n:]],
             }[graph]
             out = artifact(*args)
-            checks.append(
-                Check(artifact_name(graph, fmt), compare_outputs(out, reference[graph], TOLERANCES[dtype]))
-            )
+            checks.append(Check(artifact_name(graph, fmt), compare_outputs(out, reference[graph], TOLERANCES[dtype])))
     return checks
 
 
@@ -282,9 +276,7 @@ def export_checkpoint(
 
     unknown = set(formats) - set(FORMATS)
     if unknown:
-        raise SiameseError(
-            f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}"
-        )
+        raise SiameseError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
     if dtype == "bf16" and "onnx" in formats:
         raise SiameseError(
             "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"

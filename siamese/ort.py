@@ -29,9 +29,7 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise SiameseError(
-            "onnxruntime is not installed: pip install 'siamese-verify[cpu]' (or [gpu])"
-        ) from None
+        raise SiameseError("onnxruntime is not installed: pip install 'siamese-verify[cpu]' (or [gpu])") from None
     return onnxruntime
 
 

@@ -59,9 +59,7 @@ def _render(p: dict[str, torch.Tensor], size: int, g: torch.Generator) -> torch.
         1 - (x / (rx + 0.08)) ** 2 - ((y + 0.1) / (ry + 0.05)) ** 2, 8
     ) * _soft(-y - 0.2, 20)
     hair = hair.clamp(0, 1)
-    eyes = sum(
-        _soft(p["eye_r"] ** 2 - (x - sx * p["eye_dx"]) ** 2 - (y - p["eye_y"]) ** 2, 400) for sx in (-1, 1)
-    )
+    eyes = sum(_soft(p["eye_r"] ** 2 - (x - sx * p["eye_dx"]) ** 2 - (y - p["eye_y"]) ** 2, 400) for sx in (-1, 1))
     nose = _soft(0.03 - x.abs(), 80) * _soft(y - p["eye_y"], 40) * _soft(p["eye_y"] + p["nose_len"] - y, 40)
     mouth = _soft(1 - (x / p["mouth_w"]) ** 2 - ((y - p["mouth_y"]) / 0.05) ** 2, 6)
 
@@ -79,9 +77,7 @@ def _render(p: dict[str, torch.Tensor], size: int, g: torch.Generator) -> torch.
     light = (
         0.75
         + 0.5 * torch.rand(1, generator=g)
-        + 0.3
-        * (2 * torch.rand(2, generator=g) - 1)
-        @ torch.stack([x.flatten(), y.flatten()]).view(2, size * size)
+        + 0.3 * (2 * torch.rand(2, generator=g) - 1) @ torch.stack([x.flatten(), y.flatten()]).view(2, size * size)
     )
     img = img * light.view(1, size, size)
     img = img + (0.02 + 0.06 * torch.rand(1, generator=g)) * torch.randn(3, size, size, generator=g)

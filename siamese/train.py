@@ -101,9 +101,7 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
     )
 
 
-def pair_batch(
-    bank: ImageBank, rows: torch.Tensor, device: torch.device, aug: AugmentConfig | None, g
-) -> torch.Tensor:
+def pair_batch(bank: ImageBank, rows: torch.Tensor, device: torch.device, aug: AugmentConfig | None, g) -> torch.Tensor:
     """Bank rows -> normalised (N, 3, S, S) float on the device, augmented if `aug`."""
     images = bank.images[rows].to(device, non_blocking=True)
     if aug is None:
@@ -151,9 +149,7 @@ def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device
         optimizer.step()
         total_loss += loss.item() * len(same)
         seen += len(same)
-        bar.set_postfix(
-            loss=f"{total_loss / seen:.4f}", pairs_per_s=f"{seen / (time.perf_counter() - start):.1f}"
-        )
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", pairs_per_s=f"{seen / (time.perf_counter() - start):.1f}")
     elapsed = time.perf_counter() - start
     return {
         "epoch": epoch,
@@ -244,9 +240,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     if cfg.resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
         if ckpt["model_config"] != model.config.to_dict():
-            raise SiameseError(
-                f"{ckpt_path}: was trained as {ckpt['model_config']}, not {model.config.to_dict()}"
-            )
+            raise SiameseError(f"{ckpt_path}: was trained as {ckpt['model_config']}, not {model.config.to_dict()}")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         g.set_state(ckpt["rng"]["generator"])
@@ -291,13 +285,11 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         "wall_time_s": round(sum(h["epoch_s"] for h in history) + time.perf_counter() - eval_started, 1),
         "git_commit": git_commit(),
         "config": cfg.to_dict(),
-        "data": data_info,
+        "data": dataset.info,
     }
     save_checkpoint(
         ckpt_path,
-        make_checkpoint(
-            model, optimizer, len(history), cfg, g, dataset.info, history, results["threshold"], summary
-        ),
+        make_checkpoint(model, optimizer, len(history), cfg, g, dataset.info, history, results["threshold"], summary),
     )
     plot_roc(
         out / "roc.png",
@@ -328,7 +320,9 @@ def main(cfg: TrainConfig, variants: list[str]) -> list[dict]:
     return summaries
 
 
-def untrained_checkpoint(path: Path, variant: str, image_size: int = 128, seed: int = 0, data: dict | None = None) -> Path:
+def untrained_checkpoint(
+    path: Path, variant: str, image_size: int = 128, seed: int = 0, data: dict | None = None
+) -> Path:
     """A checkpoint of randomly initialised weights, for benchmarks and tests, never for answers.
 
     BatchNorm statistics come from a few random batches so outputs are not degenerate; the

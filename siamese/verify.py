@@ -38,15 +38,11 @@ class Verifier:
             return np.stack(list(pool.map(lambda p: decode_image(p, size), paths)))
 
     def embed(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
-        return np.concatenate(
-            [self.embedding(images[i : i + batch])["features"] for i in range(0, len(images), batch)]
-        )
+        return np.concatenate([self.embedding(images[i : i + batch])["features"] for i in range(0, len(images), batch)])
 
     def decide(self, fa: np.ndarray, fb: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         outs = [self.compare(fa[i : i + batch], fb[i : i + batch]) for i in range(0, len(fa), batch)]
-        return np.concatenate([o["score"] for o in outs]), np.concatenate([o["same"] for o in outs]).astype(
-            bool
-        )
+        return np.concatenate([o["score"] for o in outs]), np.concatenate([o["same"] for o in outs]).astype(bool)
 
     def verify_files(self, a: Path, b: Path) -> dict:
         features = self.embed(self.load_images([Path(a), Path(b)]))

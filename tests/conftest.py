@@ -23,10 +23,30 @@ def cache_dir() -> Path:
     return PROJECT_CACHE
 
 
-
 def make_test_checkpoint(path: Path, variant: str, image_size: int = 16, seed: int = 0) -> Path:
     """An untrained checkpoint whose verification inputs are the real LFW test pairs."""
     from siamese.train import untrained_checkpoint
 
     data = {"data_set": "lfw", "test_pairs": str(LFW / "pairsDevTest.txt")}
     return untrained_checkpoint(path, variant, image_size, seed, data)
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory):
+    """export_for(variant): an untrained 16x16 network exported once per session in every
+    format this machine can write."""
+    from siamese.export import available_formats, export_checkpoint
+
+    made = {}
+
+    def export_for(variant: str):
+        if variant not in made:
+            tmp = tmp_path_factory.mktemp(f"export-{variant}")
+            ckpt = make_test_checkpoint(tmp / "checkpoint.pt", variant, 16)
+            dest, checks = export_checkpoint(
+                ckpt, tmp / "exports", formats=available_formats(), n_pairs=8, log=lambda m: None
+            )
+            made[variant] = (ckpt, dest, checks)
+        return made[variant]
+
+    return export_for

@@ -26,9 +26,7 @@ RUNTIME_OF = {fmt: runtime for runtime, fmt in RUNTIMES.items()}
 def exported(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     ckpt = make_test_checkpoint(tmp / "checkpoint.pt", request.param, SIZE)
-    dest, checks = export_checkpoint(
-        ckpt, tmp / "exports", formats=FORMATS_HERE, n_pairs=8, log=lambda m: None
-    )
+    dest, checks = export_checkpoint(ckpt, tmp / "exports", formats=FORMATS_HERE, n_pairs=8, log=lambda m: None)
     return ckpt, dest, checks
 
 
@@ -162,9 +160,7 @@ def test_a_disagreeing_artifact_fails_the_export_and_leaves_nothing(tmp_path):
     with torch.no_grad():
         graphs["embedding"].embedding[0].weight.mul_(1.01)  # the exported model is perturbed by 1%
     with pytest.raises(SiameseError, match="failed verification.*embedding.onnx: features: max abs"):
-        export_checkpoint(
-            ckpt, tmp_path / "exports", formats=["onnx"], graphs=graphs, n_pairs=4, log=lambda m: None
-        )
+        export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], graphs=graphs, n_pairs=4, log=lambda m: None)
     assert list((tmp_path / "exports").iterdir()) == []
 
 
@@ -207,9 +203,7 @@ def test_checkpoint_of_another_variant_or_newer_format(tmp_path):
 
 
 def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
-    ckpt = make_test_checkpoint(
-        tmp_path / "runs" / "lfw" / "contrastive" / "checkpoint.pt", "contrastive", SIZE
-    )
+    ckpt = make_test_checkpoint(tmp_path / "runs" / "lfw" / "contrastive" / "checkpoint.pt", "contrastive", SIZE)
     (ckpt.parent / "summary.json").write_text("{}")
     runner = CliRunner()
     result = runner.invoke(
@@ -244,8 +238,7 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
     assert one.exit_code == 0 and "person: distance" in one.output, one.output
     pairs = tmp_path / "pairs.txt"
     pairs.write_text(
-        f"{a.relative_to(root)} {b.relative_to(root)} 1\n{a.relative_to(root)} "
-        "Abdullah_Gul/Abdullah_Gul_0001.jpg 0\n"
+        f"{a.relative_to(root)} {b.relative_to(root)} 1\n{a.relative_to(root)} Abdullah_Gul/Abdullah_Gul_0001.jpg 0\n"
     )
     out = tmp_path / "results.json"
     many = runner.invoke(

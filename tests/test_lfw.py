@@ -16,9 +16,7 @@ def test_short_training_on_real_lfw_lowers_the_loss(lfw_dir, cache_dir):
     model = SiameseNet("contrastive", 32)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(0)
-    losses = [
-        train_one_epoch(model, opt, ds, cfg, torch.device("cpu"), g, e)["train_loss"] for e in range(1, 5)
-    ]
+    losses = [train_one_epoch(model, opt, ds, cfg, torch.device("cpu"), g, e)["train_loss"] for e in range(1, 5)]
     assert losses[-1] < 0.7 * losses[0], losses
     scores = predict(model, ds.bank, ds.test, torch.device("cpu"))
     assert scores.shape == (300,) and (scores >= 0).all()

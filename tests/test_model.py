@@ -132,3 +132,9 @@ def test_bce_loss_is_computed_on_logits():
     y = torch.tensor([1, 1, 0])
     expected = torch.log(torch.tensor(2.0)).item() / 3  # the two saturated terms are ~0
     assert pair_loss(model, raw, y).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_flop_count_of_the_spec_network():
+    from siamese.model import flops_per_image
+
+    assert round(flops_per_image(128) / 1e9, 2) == 3.31

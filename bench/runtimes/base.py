@@ -80,8 +80,13 @@ class TorchRuntime(Runtime):
         import torch
 
         tensors = [a if isinstance(a, torch.Tensor) else torch.from_numpy(a).to(self.device) for a in arrays]
-        with torch.inference_mode(), torch.autocast(
-            self.device.split(":")[0], dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                self.device.split(":")[0],
+                dtype=self.autocast_dtype or torch.float32,
+                enabled=self.autocast_dtype is not None,
+            ),
         ):
             return self.modules[graph](*tensors)
 

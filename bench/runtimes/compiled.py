@@ -29,4 +29,8 @@ class Compiled(TorchRuntime):
         }
 
     def describe(self) -> dict:
-        return {**super().describe(), "mode": self.mode or "default", "note": "compile time is in the warm-up"}
+        return {
+            **super().describe(),
+            "mode": self.mode or "default",
+            "note": "compile time is in the warm-up",
+        }

@@ -9,7 +9,9 @@ from bench.runtimes.base import TorchRuntime
 
 class ExportedProgram(TorchRuntime):
     def load_modules(self, export):
-        return {g: torch.export.load(str(export.check(f"{g}.pt2"))).module().to(self.device) for g in ("embedding", "pair")}
+        return {
+            g: torch.export.load(str(export.check(f"{g}.pt2"))).module().to(self.device) for g in ("embedding", "pair")
+        }
 
 
 class AOTInductor(TorchRuntime):
