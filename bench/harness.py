@@ -32,6 +32,7 @@ class BenchConfig:
     batches: list[int] = field(default_factory=lambda: [64])
     timing: TimingConfig = field(default_factory=TimingConfig)
     threads: int | None = None
+    flush_denormal: bool = False  # CPU: treat denormal floats as zero in PyTorch (see README)
     pairs: Path | None = None  # labelled pair file for parity; default the LFW test split
     parity_pairs: int = 64
     random_pairs: int = 16
@@ -131,6 +132,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(cfg.flush_denormal)
     names = cfg.runtimes or list(RUNTIMES)
     unknown = [n for n in names if n not in RUNTIMES]
     if unknown:
