@@ -48,6 +48,7 @@ def _tolerances(items) -> dict[str, float]:
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="timed iterations (else --duration)")
 @click.option("--duration", type=float, default=3.0, help="seconds of timed iterations per runtime and batch")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (torch and ONNX Runtime)")
+@click.option("--flush-denormal", is_flag=True, help="PyTorch CPU: flush denormal floats to zero")
 @click.option(
     "--pairs",
     type=click.Path(path_type=Path),
