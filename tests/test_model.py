@@ -138,3 +138,15 @@ def test_flop_count_of_the_spec_network():
     from siamese.model import flops_per_image
 
     assert round(flops_per_image(128) / 1e9, 2) == 3.31
+
+
+def test_bce_head_on_concatenated_features_is_additively_separable():
+    """Documents a property of the spec's bce variant (see README, Results): in eval mode its
+    logit is g(a) + h(b), so logit(a1,b1) + logit(a2,b2) == logit(a1,b2) + logit(a2,b1) and
+    it cannot tell whether a and b match, only how "same-pair-like" each image is alone."""
+    model = SiameseNet("bce", 16).eval()
+    a1, a2, b1, b2 = (torch.rand(1, 3, 16, 16) for _ in range(4))
+    with torch.no_grad():
+        lhs = model(a1, b1) + model(a2, b2)
+        rhs = model(a1, b2) + model(a2, b1)
+    assert torch.allclose(lhs, rhs, atol=1e-5)
