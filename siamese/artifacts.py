@@ -8,6 +8,7 @@ sha256) before it is loaded, and inputs are checked before they reach a runtime.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import numpy as np
 
 from siamese.errors import SiameseError
 from siamese.files import sha256_file
+
+# torch.export's own deserialiser trips over this deprecation of torch; it is not ours to fix
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
 
 FORMATS = ("onnx", "torchscript", "pt2", "aoti")
 RUNTIMES = {"onnxruntime": "onnx", "torchscript": "torchscript", "pt2": "pt2", "aoti": "aoti"}
