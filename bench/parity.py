@@ -16,10 +16,8 @@ import numpy as np
 
 from siamese.artifacts import ExportFolder
 from siamese.compare import TOLERANCES, Tolerance, compare_output
-from siamese.data import find_lfw, locate_lfw
+from siamese.data import find_lfw, locate_lfw, random_pairs, sample_pairs
 from siamese.errors import SiameseError
-from siamese.pairs import read_pairs
-from siamese.preprocess import decode_image
 
 
 @dataclass
@@ -31,24 +29,21 @@ class ParityInputs:
 
 
 def parity_inputs(export: ExportFolder, pairs_file: Path | None, n_pairs: int, n_random: int, seed: int = 0):
+    """Labelled pairs (`--pairs`, else the LFW test split when found) plus seeded random pairs."""
     size = export.image_size
-    a = b = np.zeros((0, size, size, 3), np.uint8)
-    labels = np.zeros(0, np.int8)
-    source = "random images only (no LFW found; pass --pairs)"
     if pairs_file is None and (folder := find_lfw()) is not None:
         pairs_file = locate_lfw(folder).test_pairs
     if pairs_file is not None and n_pairs > 0:
-        pairs = read_pairs(pairs_file)
-        root = locate_lfw(Path(pairs_file).parent).image_root
-        chosen = [pairs[i] for i in np.random.default_rng(seed).permutation(len(pairs))[:n_pairs]]
-        a = np.stack([decode_image(root / p.a, size) for p in chosen])
-        b = np.stack([decode_image(root / p.b, size) for p in chosen])
-        labels = np.array([p.same for p in chosen], np.int8)
-        source = f"{len(chosen)} labelled pairs from {pairs_file}"
-    rand = np.random.default_rng(seed).integers(0, 256, (2, n_random, size, size, 3), dtype=np.uint8)
+        a, b, labels = sample_pairs(pairs_file, size, n_pairs, seed)
+        source = f"{len(labels)} labelled pairs from {pairs_file}"
+    else:
+        a = b = np.zeros((0, size, size, 3), np.uint8)
+        labels = np.zeros(0, np.int8)
+        source = "random images only (no LFW found; pass --pairs)"
+    ra, rb = random_pairs(n_random, size, seed)
     return ParityInputs(
-        np.concatenate([a, rand[0]]),
-        np.concatenate([b, rand[1]]),
+        np.concatenate([a, ra]),
+        np.concatenate([b, rb]),
         np.concatenate([labels, np.full(n_random, -1, np.int8)]),
         source + f" + {n_random} seeded random pairs",
     )

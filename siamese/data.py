@@ -296,3 +296,25 @@ def _balanced_head(pairs: list[Pair], limit: int) -> list[Pair]:
     same = [p for p in pairs if p.same][: (limit + 1) // 2]
     different = [p for p in pairs if not p.same][: limit // 2]
     return same + different
+
+
+def sample_pairs(
+    pairs_file: Path, image_size: int, n: int, seed: int = 0, image_root: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n randomly chosen pairs of a pair file, decoded: image_a, image_b (N, S, S, 3) uint8 and labels (N,).
+
+    The image root defaults to the LFW images beside the pair file.
+    """
+    pairs = read_pairs(pairs_file)
+    root = image_root or locate_lfw(Path(pairs_file).parent).image_root
+    chosen = [pairs[i] for i in np.random.default_rng(seed).permutation(len(pairs))[:n]]
+    empty = np.zeros((0, image_size, image_size, 3), np.uint8)
+    a = np.stack([decode_image(root / p.a, image_size) for p in chosen]) if chosen else empty
+    b = np.stack([decode_image(root / p.b, image_size) for p in chosen]) if chosen else empty
+    return a, b, np.array([p.same for p in chosen], np.int8)
+
+
+def random_pairs(n: int, image_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n pairs of seeded uniform-noise uint8 images."""
+    noise = np.random.default_rng(seed).integers(0, 256, (2, n, image_size, image_size, 3), dtype=np.uint8)
+    return noise[0], noise[1]

@@ -24,13 +24,11 @@ import torch
 
 from siamese.artifacts import FORMATS, MANIFEST, METADATA, RUNTIMES, Artifact, ExportFolder, artifact_name
 from siamese.compare import TOLERANCES, OutputComparison, compare_outputs
-from siamese.data import find_lfw, locate_lfw
+from siamese.data import find_lfw, locate_lfw, random_pairs, sample_pairs
 from siamese.deploy import GRAPHS, INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint
 from siamese.errors import SiameseError
 from siamese.files import sha256_file
 from siamese.model import FEATURE_DIM
-from siamese.pairs import read_pairs
-from siamese.preprocess import decode_image
 from siamese.train import git_commit
 
 ONNX_OPSET = 18
@@ -139,39 +137,28 @@ WRITERS = {"onnx": write_onnx, "torchscript": write_torchscript, "pt2": write_pt
 def verification_inputs(ckpt: dict, n_pairs: int = 32, n_random: int = 8, seed: int = 0) -> dict:
     """Real test pairs of the checkpoint's data set (LFW or synthetic) plus seeded random images."""
     size = ckpt["model_config"]["image_size"]
-    a, b, source = _real_test_pairs(ckpt, size, n_pairs)
-    g = np.random.default_rng(seed)
-    rand = g.integers(0, 256, size=(2, n_random, size, size, 3), dtype=np.uint8)
-    return {
-        "image_a": np.concatenate([a, rand[0]]),
-        "image_b": np.concatenate([b, rand[1]]),
-        "source": source,
-    }
+    a, b, source = _real_test_pairs(ckpt, size, n_pairs, seed)
+    ra, rb = random_pairs(n_random, size, seed)
+    return {"image_a": np.concatenate([a, ra]), "image_b": np.concatenate([b, rb]), "source": source}
 
 
-def _real_test_pairs(ckpt: dict, size: int, n: int) -> tuple[np.ndarray, np.ndarray, str]:
+def _real_test_pairs(ckpt: dict, size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     data = ckpt.get("data", {})
     if data.get("data_set") == "synthetic":
         from siamese.synthetic import make_synthetic
 
         ds = make_synthetic(image_size=size, seed=data.get("seed", 0))
-        rows = torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(0))[:n]
+        rows = torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(seed))[:n]
         images = ds.bank.images.numpy()
-        return images[ds.test.a[rows]], images[ds.test.b[rows]], f"{n} synthetic test pairs"
+        return images[ds.test.a[rows]], images[ds.test.b[rows]], f"{len(rows)} synthetic test pairs"
     pairs_file = Path(data.get("test_pairs", ""))
-    folder = find_lfw()
-    if not pairs_file.is_file() and folder is not None:
-        pairs_file = folder / "pairsDevTest.txt"
-    if folder is None or not pairs_file.is_file():
+    if not pairs_file.is_file() and (folder := find_lfw()) is not None:
+        pairs_file = locate_lfw(folder).test_pairs or Path("")
+    if not pairs_file.is_file():
         empty = np.zeros((0, size, size, 3), np.uint8)
         return empty, empty, "no LFW found: random images only"
-    root = locate_lfw(folder).image_root
-    pairs = read_pairs(pairs_file)
-    pick = np.random.default_rng(0).permutation(len(pairs))[:n]
-    chosen = [pairs[i] for i in pick]
-    a = np.stack([decode_image(root / p.a, size) for p in chosen])
-    b = np.stack([decode_image(root / p.b, size) for p in chosen])
-    return a, b, f"{len(chosen)} LFW test pairs from {pairs_file.name}"
+    a, b, _ = sample_pairs(pairs_file, size, n, seed)
+    return a, b, f"{len(a)} LFW test pairs from {pairs_file.name}"
 
 
 # -- the export --
