@@ -304,9 +304,13 @@ def export_checkpoint(
                 + " | ".join(c.describe() for c in failed)
             )
         tmp.chmod(0o755)  # mkdtemp made it private
-        if dest.exists():
-            shutil.rmtree(dest)
+        # with --force the old export stays whole until the new one has taken its name
+        old = dest.with_name(f".{name}.replaced-{tmp.name.rsplit('-', 1)[-1]}") if dest.exists() else None
+        if old is not None:
+            dest.rename(old)
         tmp.rename(dest)
+        if old is not None:
+            shutil.rmtree(old)
         return dest, checks
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -275,3 +275,13 @@ def test_full_size_network_exports_at_full_size_with_parity(tmp_path, fmt):
         with torch.inference_mode():
             out = load(str(path))(torch.from_numpy(images)).numpy()
     assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4
+
+
+def test_force_replaces_an_export_whole(tmp_path):
+    ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
+    first, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=2, log=lambda m: None)
+    second, _ = export_checkpoint(
+        ckpt, tmp_path / "exports", formats=["torchscript"], n_pairs=2, force=True, log=lambda m: None
+    )
+    assert first == second and ExportFolder.open(second).formats() == ["torchscript"]
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == [second.name]

@@ -59,7 +59,6 @@ class TorchRuntime(Runtime):
     """Shared by every runtime whose modules are torch callables (eager, compile, artifacts)."""
 
     autocast_dtype = None  # torch.bfloat16 / torch.float16 for autocast runtimes
-    channels_last = False
 
     def __init__(self, device: str = "cpu"):
         self.device = device
