@@ -116,7 +116,7 @@ def test_drawn_pairs_are_balanced_and_labelled_correctly():
 
 
 def test_synthetic_set_is_deterministic_with_disjoint_identities():
-    a = make_synthetic(
+    small = dict(
         image_size=16,
         n_train_identities=6,
         n_test_identities=4,
@@ -124,14 +124,7 @@ def test_synthetic_set_is_deterministic_with_disjoint_identities():
         n_train_pairs=20,
         n_test_pairs=10,
     )
-    b = make_synthetic(
-        image_size=16,
-        n_train_identities=6,
-        n_test_identities=4,
-        images_per_identity=3,
-        n_train_pairs=20,
-        n_test_pairs=10,
-    )
+    a, b = make_synthetic(**small), make_synthetic(**small)
     assert torch.equal(a.bank.images, b.bank.images) and torch.equal(a.test.a, b.test.a)
     train_rows = set(torch.cat([a.train.a, a.train.b]).tolist())
     test_rows = set(torch.cat([a.test.a, a.test.b]).tolist())
