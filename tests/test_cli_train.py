@@ -129,3 +129,12 @@ def test_fetch_checks_sha256_and_keeps_nothing_bad(tmp_path):
     with pytest.raises(SiameseError, match="checksum mismatch"):
         fetch_lfw(tmp_path / "dl", retries=2, delay=0, files=(bad,))
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["pairs.txt"]
+
+
+def test_without_lfw_training_falls_back_to_synthetic_loudly(monkeypatch, capsys):
+    import siamese.train
+
+    monkeypatch.setattr(siamese.train, "find_lfw", lambda cache: None)
+    dataset = siamese.train.load_dataset(siamese.train.TrainConfig(image_size=16))
+    assert dataset.name == "synthetic" and dataset.bank.images.shape[1:] == (16, 16, 3)
+    assert "NO LFW FOUND" in capsys.readouterr().err
