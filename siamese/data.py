@@ -48,7 +48,7 @@ def default_lfw_candidates(cache_dir: Path = DEFAULT_CACHE) -> list[Path]:
 def find_lfw(cache_dir: Path = DEFAULT_CACHE) -> Path | None:
     """The first LFW copy present in the usual places, or None."""
     for candidate in default_lfw_candidates(cache_dir):
-        if candidate.exists() and any(_archives(candidate)) | any(_image_roots(candidate)):
+        if candidate.exists() and (any(_archives(candidate)) or any(_image_roots(candidate))):
             return candidate
     return None
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import make_test_checkpoint
 
 from siamese import cli
-from siamese.artifacts import FORMATS, RUNTIMES, Artifact, ExportFolder
+from siamese.artifacts import FORMATS, RUNTIMES, Artifact, ExportFolder, artifact_name
 from siamese.checkpoint import load_checkpoint, save_checkpoint
 from siamese.deploy import GRAPHS, graphs_from_checkpoint, model_from_checkpoint
 from siamese.errors import SiameseError
@@ -102,20 +102,7 @@ def test_manifest_lists_every_file(exported):
     manifest = json.loads((dest / "manifest.json").read_text())
     on_disk = {p.name for p in dest.iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
-    expected = {
-        f"{g}{s}"
-        for g in GRAPHS
-        for f, s in [
-            (f, s)
-            for f, s in [
-                ("onnx", ".onnx"),
-                ("torchscript", ".torchscript.pt"),
-                ("pt2", ".pt2"),
-                ("aoti", ".aoti.pt2"),
-            ]
-        ]
-        if f in FORMATS_HERE
-    }
+    expected = {artifact_name(g, f) for g in GRAPHS for f in FORMATS_HERE}
     assert expected <= on_disk
     for name, entry in manifest["files"].items():
         assert entry["size"] == (dest / name).stat().st_size and len(entry["sha256"]) == 64
