@@ -1,12 +1,19 @@
-"""Run parity and timing for every requested runtime on one export; return one result dict.
+"""Run parity and timing for every requested runtime on one export; return one BenchResult.
 
-The result (schema `siamese-bench/1`) holds the machine, the export, the settings, the
-measured peaks, and per runtime: availability (with the reason when not), parity and timing.
+Each runtime ends `ok`, `failed` (with the error: a bug, a crash or a numerical failure) or
+`unavailable` (with the reason: a missing package, device or artifact). Loading, parity and
+timing run inside one guard and `close()` always runs, so one runtime that raises (CUDA out
+of memory, say) is reported and the others still run; runtimes that state `isolate` (or
+all, with `--isolate`) run in a child process, so even a segfaulting provider is reported.
+The harness acts only on what a runner states about itself, never on its name.
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import multiprocessing
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,14 +22,18 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.machine import machine_info
-from bench.parity import check_parity, load_reference, parity_inputs, run_outputs, save_reference
-from bench.runtimes import REFERENCE, RUNTIMES, create
+from bench.report import header, regressions, table, write_report
+from bench.result import BenchResult, Peak, RuntimeResult
 from bench.timing import TimingConfig, measure, peak_gflops, summarize
-from siamese.artifacts import ExportFolder
+from siamese.artifacts import ExportFolder, newest_export
+from siamese.checkpoint import newest_checkpoints, untrained_checkpoint
 from siamese.errors import SiameseError
 from siamese.model import flops_per_image
+from siamese.parity import BATCH, ParityInputs, check_runner, load_reference, parity_inputs, run_outputs, save_reference
+from siamese.runtimes import REFERENCE, RUNTIMES, RunnerSpec
 
-SCHEMA = "siamese-bench/1"
+# the reference, in order of preference: the spec network from tensor-only weights, else ONNX Runtime fp32
+REFERENCES = (REFERENCE, "ort-cpu")
 
 
 @dataclass
@@ -36,12 +47,17 @@ class BenchConfig:
     pairs: Path | None = None  # labelled pair file for parity; default the LFW test split
     parity_pairs: int = 64
     random_pairs: int = 16
-    tolerances: dict[str, float] = field(default_factory=dict)  # output -> rtol override
+    tolerances: dict[str, float] = field(default_factory=dict)  # atol / rtol / accuracy_delta overrides
     save_inputs: Path | None = None
     load_reference: Path | None = None
     timing_enabled: bool = True
+    isolate: bool = False  # every runtime in its own child process
     exports_root: Path = Path("exports")
     runs_root: Path = Path("runs")
+    json_path: Path | None = None
+    report_dir: Path | None = None
+    baseline: Path | None = None  # a --json of an earlier run: fail on a regression beyond its noise
+    regression_threshold: float = 0.10
 
 
 def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
@@ -50,7 +66,7 @@ def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
     Given, or the newest under exports/, or the newest checkpoint exported now, or (clearly
     labelled) an untrained network exported now.
     """
-    from siamese.verify import newest_export
+    from siamese.export import export_checkpoint
 
     if cfg.export:
         return ExportFolder.open(cfg.export), "given export"
@@ -58,16 +74,12 @@ def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
         return ExportFolder.open(newest_export(cfg.exports_root)), "newest export"
     except SiameseError:
         pass
-    from siamese.export import export_checkpoint, newest_checkpoints
-
     checkpoints = newest_checkpoints(cfg.runs_root)
     if checkpoints:
         path = next(iter(checkpoints.values()))
         log(f"no export found: exporting the newest checkpoint {path}")
         dest, _ = export_checkpoint(path, cfg.exports_root, formats=("onnx", "torchscript", "pt2"), log=log)
         return ExportFolder.open(dest), "newest checkpoint, exported now"
-    from siamese.train import untrained_checkpoint
-
     log("NO EXPORT AND NO CHECKPOINT: benchmarking an UNTRAINED network (random weights)")
     ckpt = untrained_checkpoint(cfg.runs_root / "untrained" / "contrastive" / "checkpoint.pt", "contrastive")
     dest, _ = export_checkpoint(
@@ -81,108 +93,206 @@ def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
     return ExportFolder.open(dest), "UNTRAINED random weights"
 
 
-def _staged_batch(inputs, batch: int) -> tuple[np.ndarray, np.ndarray]:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _tiled(inputs: ParityInputs, batch: int) -> tuple[np.ndarray, np.ndarray]:
     reps = -(-batch // len(inputs.labels))
     return np.tile(inputs.image_a, (reps, 1, 1, 1))[:batch], np.tile(inputs.image_b, (reps, 1, 1, 1))[:batch]
 
 
-def bench_runtime(runtime, export, inputs, reference, cfg: BenchConfig, flops: float, peaks: dict, bar=None) -> dict:
-    entry = {**runtime.describe(), "available": False}
-    reason = runtime.unavailable()
-    if reason is not None:
-        return entry | {"reason": reason}
-    try:
-        runtime.load(export)
-    except Exception as exc:  # a runtime that cannot load here is unavailable, never a crash
-        return entry | {"reason": f"load failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-    entry = {**runtime.describe(), "available": True}
-    try:
-        entry["parity"] = check_parity(
-            run_outputs(runtime, inputs),
-            reference,
-            inputs.labels,
-            runtime.precision,
-            float(export.metadata["threshold"]),
-            cfg.tolerances,
-        )
-    except Exception as exc:  # a runtime that crashes on valid input fails parity
-        entry["parity"] = {"passed": False, "error": f"{type(exc).__name__}: {exc}"}
-    entry["timing"] = []
-    if cfg.timing_enabled and "error" not in entry["parity"]:
-        key = f"{runtime.device.split(':')[0]}-{runtime.precision}"
-        if key not in peaks:
-            peaks[key] = peak_gflops(runtime.device, runtime.precision)
-        for batch in cfg.batches:
-            if bar is not None:
-                bar.set_postfix_str(f"{runtime.name} batch {batch}")
-            a, b = _staged_batch(inputs, batch)
-            call = runtime.timed_call(a, b)
-            cuda_events = runtime.device.startswith("cuda") and not runtime.name.startswith("ort")
-            latencies = measure(call, runtime.synchronize, cfg.timing, cuda_events)
-            entry["timing"].append(summarize(latencies, batch, flops, peaks[key]))
-            if bar is not None:
-                bar.update(1)
-    runtime.close()
-    gc.collect()
-    return entry
+def time_batch(runner, inputs: ParityInputs, batch: int, cfg: BenchConfig, flops: float, peak: Peak | None):
+    a, b = _tiled(inputs, batch)
+    cuda_events = runner.abilities.timed_with == "CUDA events"
+    runner.reset_peak_memory()
+    first_ms, repeats = measure(runner.timed_call(a, b), runner.synchronize, cfg.timing, cuda_events)
+    result = summarize(first_ms, repeats, batch, flops, peak)
+    memory = runner.peak_memory()
+    result.peak_memory_mb = None if memory is None else memory / 2**20
+    if runner.abilities.device != "cpu":  # a client's inputs start on the host: time the copy too
+        _, with_copy = measure(runner.timed_call(a, b, from_host=True), runner.synchronize, cfg.timing)
+        result.with_copy_ms = float(np.median(np.concatenate(with_copy)))
+    return result
 
 
-def run_benchmark(cfg: BenchConfig, log=print) -> dict:
+def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Peak | None, flops: float, bar=None):
+    """One runtime from load to close, every step inside one guard."""
+    result = RuntimeResult(runner.name, "ok", runner.describe())
+    try:
+        reason = runner.unavailable(export)
+    except Exception as exc:  # checking must not raise: if it does, that is a bug of the runner
+        return result.fail(f"availability check raised {_first_line(exc)}")
+    if reason:
+        result.status, result.reason = "unavailable", reason
+        return result
+    try:
+        runner.load(export, ("embedding", "pair"), sorted({*cfg.batches, BATCH}))
+        result.abilities = runner.describe()
+        meta = export.metadata
+        result.parity = check_runner(runner, inputs, reference, meta.threshold, meta.dtype, cfg.tolerances)
+        if not result.parity.passed:
+            result.fail("parity: " + "; ".join(result.parity.failures()))
+        if cfg.timing_enabled:
+            for batch in cfg.batches:
+                if bar is not None:
+                    bar.set_postfix_str(f"{runner.name} batch {batch}")
+                result.timing.append(time_batch(runner, inputs, batch, cfg, flops, peak))
+                if bar is not None:
+                    bar.update(1)
+    except Exception as exc:  # a bug, an out-of-memory, a provider error: this runtime failed, the others go on
+        result.fail(_first_line(exc))
+    finally:
+        try:
+            runner.close()
+        except Exception as exc:
+            result.fail(f"{result.error + '; ' if result.error else ''}close raised {_first_line(exc)}")
+        gc.collect()
+    return result
+
+
+def _child(name, spec, export_path, inputs, reference, cfg, peak, flops, conn):
+    runner = spec.create(name, cfg.threads)
+    result = bench_runtime(runner, ExportFolder.open(export_path), inputs, reference, cfg, peak, flops)
+    conn.send(result.to_dict())
+    conn.close()
+
+
+def bench_isolated(name: str, spec: RunnerSpec, export, inputs, reference, cfg, peak, flops) -> RuntimeResult:
+    """bench_runtime in a child process: a crash there (a segfault, an abort) is this runtime's failure."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_child, args=(name, spec, str(export.path), inputs, reference, cfg, peak, flops, send), daemon=True
+    )
+    child.start()
+    send.close()
+    try:
+        data = receive.recv()
+    except EOFError:  # the child died before it could answer
+        data = None
+    child.join()
+    if data is not None:
+        return RuntimeResult.from_dict(data)
+    code = child.exitcode
+    how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    return RuntimeResult(name, "failed", {"name": name, "isolate": True}, error=f"crashed in its child process ({how})")
+
+
+def make_reference(export: ExportFolder, inputs: ParityInputs, threads) -> tuple[dict, str]:
+    """Reference outputs from a runner that loads no code: the first of REFERENCES that can run."""
+    reasons = []
+    for name in REFERENCES:
+        runner = RUNTIMES[name].create(name, threads)
+        reason = runner.unavailable(export)
+        if not reason and runner.abilities.artifact != "weights" and export.metadata.dtype != "fp32":
+            reason = f"its {runner.abilities.artifact} graphs are {export.metadata.dtype}, not fp32"
+        if reason:
+            reasons.append(f"{name}: {reason}")
+            continue
+        try:
+            runner.load(export, ("embedding", "pair"))
+            return run_outputs(runner, inputs), f"{name} ({runner.abilities.artifact} of the export)"
+        finally:
+            runner.close()
+    raise SiameseError(f"{export.path}: no reference runtime can run it ({'; '.join(reasons)}); re-export it")
+
+
+def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | None = None) -> BenchResult:
     import torch
 
+    specs = specs or RUNTIMES
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(cfg.flush_denormal)
-    names = cfg.runtimes or list(RUNTIMES)
-    unknown = [n for n in names if n not in RUNTIMES]
+    names = cfg.runtimes or list(specs)
+    unknown = [n for n in names if n not in specs]
     if unknown:
-        raise SiameseError(f"unknown runtime(s) {', '.join(unknown)}; known: {', '.join(RUNTIMES)}")
+        raise SiameseError(f"unknown runtime(s) {', '.join(unknown)}; known: {', '.join(specs)}")
     export, weights = resolve_export(cfg, log)
     started = time.time()
     if cfg.load_reference:
         inputs, reference = load_reference(cfg.load_reference)
         reference_from = f"loaded from {cfg.load_reference}"
     else:
-        inputs = parity_inputs(export, cfg.pairs, cfg.parity_pairs, cfg.random_pairs)
-        ref_runtime = create(REFERENCE, cfg.threads)
-        ref_runtime.load(export)
-        reference = run_outputs(ref_runtime, inputs)
-        ref_runtime.close()
-        reference_from = f"{REFERENCE} on this machine"
+        inputs = parity_inputs(export.image_size, cfg.pairs, cfg.parity_pairs, cfg.random_pairs)
+        reference, reference_from = make_reference(export, inputs, cfg.threads)
     if cfg.save_inputs:
-        save_reference(cfg.save_inputs, inputs, reference)
+        written = save_reference(cfg.save_inputs, inputs, reference)
+        log(f"parity inputs and reference outputs: {', '.join(map(str, written))}")
     flops = 2 * flops_per_image(export.image_size)
-    peaks: dict[str, float] = {}
-    results = []
-    runtimes = [create(n, cfg.threads) for n in names]
-    steps = sum(len(cfg.batches) for r in runtimes if r.unavailable() is None) if cfg.timing_enabled else 0
-    with tqdm(total=steps, desc="siamese-bench", unit="run", disable=None) as bar:
-        for runtime in runtimes:
-            results.append(bench_runtime(runtime, export, inputs, reference, cfg, flops, peaks, bar))
-    available = [r for r in results if r["available"]]
-    settings = asdict(cfg)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()}
-    return {
-        "schema": SCHEMA,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "machine": machine_info(cfg.threads),
-        "export": {
+    runners = {n: specs[n].create(n, cfg.threads) for n in names}
+    runnable = {n for n, r in runners.items() if not _safe_unavailable(r, export)}
+    peaks: dict[str, Peak] = {}
+    if cfg.timing_enabled:
+        for key in sorted(
+            {f"{r.abilities.device}-{r.abilities.precision}" for n, r in runners.items() if n in runnable}
+        ):
+            device, precision = key.split("-")
+            peaks[key] = peak_gflops(device, precision)
+    result = BenchResult(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        machine=machine_info(cfg.threads),
+        export={
             "path": str(export.path),
             "weights": weights,
-            "variant": export.metadata["variant"],
+            "variant": export.metadata.variant,
+            "dtype": export.metadata.dtype,
             "image_size": export.image_size,
-            "threshold": export.metadata["threshold"],
-            "training": export.metadata.get("training"),
+            "threshold": export.metadata.threshold,
+            "training": export.metadata.training,
             "formats": export.formats(),
         },
-        "flops_per_pair": flops,
-        "parity_inputs": {
-            "source": inputs.source,
-            "pairs": int(len(inputs.labels)),
-            "reference": reference_from,
-        },
-        "settings": settings,
-        "peak_gflops": peaks,
-        "runtimes": results,
-        "passed": bool(available) and all(r["parity"]["passed"] for r in available),
-    }
+        flops_per_pair=flops,
+        parity_inputs=inputs.source,
+        reference=reference_from,
+        settings=json.loads(json.dumps(asdict(cfg), default=str)),
+        peaks=peaks,
+    )
+    steps = len(cfg.batches) * len(runnable) if cfg.timing_enabled else 0
+    with tqdm(total=steps, desc="siamese-bench", unit="run", disable=None) as bar:
+        for name, runner in runners.items():
+            peak = peaks.get(f"{runner.abilities.device}-{runner.abilities.precision}")
+            if name in runnable and (cfg.isolate or runner.abilities.isolate):
+                entry = bench_isolated(name, specs[name], export, inputs, reference, cfg, peak, flops)
+                bar.update(len(cfg.batches) if cfg.timing_enabled else 0)
+            else:
+                entry = bench_runtime(runner, export, inputs, reference, cfg, peak, flops, bar)
+            log(f"{name}: {entry.status}" + (f" ({entry.error or entry.reason})" if entry.status != "ok" else ""))
+            result.runtimes.append(entry)
+    return result
+
+
+def _safe_unavailable(runner, export) -> str | None:
+    try:
+        return runner.unavailable(export)
+    except Exception as exc:
+        return _first_line(exc)
+
+
+def main(cfg: BenchConfig, echo=print, log=print) -> BenchResult:
+    """Benchmark, print the table, write the JSON and report, then fail (SiameseError) if any
+    runtime failed or, with a baseline, regressed beyond the measured noise."""
+    baseline = None
+    if cfg.baseline:
+        try:
+            baseline = BenchResult.from_dict(json.loads(Path(cfg.baseline).read_text()), str(cfg.baseline))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SiameseError(f"{cfg.baseline}: unreadable baseline ({exc})") from None
+    result = run_benchmark(cfg, log)
+    echo(header(result))
+    echo(table(result))
+    if cfg.json_path:
+        Path(cfg.json_path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if cfg.report_dir:
+        echo(f"report: {write_report(result, cfg.report_dir)}")
+    problems = [f"{r.name} failed: {r.error}" for r in result.failed]
+    if baseline is not None:
+        found = regressions(result, baseline, cfg.regression_threshold)
+        problems += found
+        if not found:
+            echo(f"no regression against {cfg.baseline} beyond +{cfg.regression_threshold:.0%} or the measured noise")
+    if problems:
+        raise SiameseError(f"{len(problems)} problem(s): " + " | ".join(problems))
+    return result

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from importlib import metadata
+
+from siamese.provenance import git_commit, library_versions
 
 
 def _cpu_model() -> str:
@@ -16,13 +17,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _gpu() -> dict | None:
@@ -58,8 +52,6 @@ def _gpu() -> dict | None:
 def machine_info(threads: int | None = None) -> dict:
     import torch
 
-    from siamese.train import git_commit
-
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -67,6 +59,6 @@ def machine_info(threads: int | None = None) -> dict:
         "gpu": _gpu(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "versions": {d: _version(d) for d in ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")},
+        "versions": library_versions(),
         "git_commit": git_commit(),
     }

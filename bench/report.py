@@ -1,61 +1,77 @@
-"""Turn a benchmark result into a table, a Markdown report with a plot, and a regression check."""
+"""Turn a BenchResult into a table, a Markdown report with a plot, and a regression check."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from bench.result import BenchResult, RuntimeResult
 
-def _parity_cell(entry: dict) -> str:
-    parity = entry["parity"]
-    if "error" in parity:
-        return "FAIL (error)"
-    worst = max((o["max_rel"] for o in parity["outputs"] if o["agreement"] is None), default=0.0)
-    verdict = "ok" if parity["passed"] else "FAIL"
-    delta = f", acc {parity['accuracy_delta']:+.3f}" if "accuracy_delta" in parity else ""
-    borderline = f", {parity['borderline_pairs']} borderline" if parity.get("borderline_pairs") else ""
-    return f"{verdict} (rel {worst:.1e}, agree {parity['decision_agreement']:.1%}{borderline}{delta})"
+ABOVE_PEAK = (
+    "* above the GEMM reference: this runtime's kernels outrun torch's matrix product on this machine, "
+    "so that product is not the hardware's limit (on CPU, the fp32 FMA limit of the cores is higher)"
+)
 
 
-def table(result: dict) -> str:
+def parity_cell(entry: RuntimeResult) -> str:
+    parity = entry.parity
+    if parity is None:
+        return f"FAILED: {entry.error}" if entry.status == "failed" else "-"
+    d = parity.decisions
+    decisions = f", {d.borderline}/{d.pairs} in band +-{d.band:.3g}" if d else ""
+    delta = f", acc {d.accuracy_delta:+.1%}" if d and d.accuracy_delta is not None else ""
+    verdict = "ok" if parity.passed else "FAIL"
+    return f"{verdict} {parity.precision} (rel {parity.max_rel:.1e}{decisions}{delta})"
+
+
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table(result: BenchResult) -> str:
     """One row per runtime and batch size; unavailable runtimes with their reason."""
     rows = [
-        "| runtime | batch | median ms | p90 ms | p99 ms | min ms | pairs/s | GFLOP/s | % peak | parity |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| runtime | status | batch | median ms | spread | p99 ms | pairs/s | GFLOP/s | % peak | first call ms "
+        "| with H2D copy ms | device MiB | parity |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for entry in result["runtimes"]:
-        if not entry["available"]:
-            rows.append(f"| {entry['name']} | - | - | - | - | - | - | - | - | unavailable: {entry['reason']} |")
+    for entry in result.runtimes:
+        if entry.status == "unavailable":
+            rows.append(f"| {entry.name} | unavailable | | | | | | | | | | | {entry.reason} |")
             continue
-        for t in entry["timing"] or [None]:
+        for t in entry.timing or [None]:
             if t is None:
-                rows.append(f"| {entry['name']} | - | - | - | - | - | - | - | - | {_parity_cell(entry)} |")
+                rows.append(f"| {entry.name} | {entry.status} | | | | | | | | | | | {parity_cell(entry)} |")
                 continue
-            lat = t["latency_ms"]
-            share = f"{t['peak_share']:.0%}" if t["peak_share"] is not None else "-"
+            share = "-" if t.peak_share is None else f"{t.peak_share:.0%}" + ("*" if t.peak_share > 1 else "")
+            memory = "-" if t.peak_memory_mb is None else f"{t.peak_memory_mb:.0f}"
             rows.append(
-                f"| {entry['name']} | {t['batch']} | {lat['median']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | "
-                f"{lat['min']:.2f} | {t['pairs_per_s']:.1f} | {t['gflops']:.0f} | {share} | {_parity_cell(entry)} |"
+                f"| {entry.name} | {entry.status} | {t.batch} | {t.latency_ms['median']:.2f} | {t.spread:.0%} | "
+                f"{t.latency_ms['p99']:.2f} | {t.pairs_per_s:.1f} | {t.gflops:.0f} | {share} | {t.first_call_ms:.0f} | "
+                f"{_ms(t.with_copy_ms)} | {memory} | {parity_cell(entry)} |"
             )
+    if any(t.peak_share and t.peak_share > 1 for e in result.runtimes for t in e.timing):
+        rows.append(f"\n{ABOVE_PEAK}")
     return "\n".join(rows)
 
 
-def header(result: dict) -> str:
-    m, e = result["machine"], result["export"]
+def header(result: BenchResult) -> str:
+    m, e = result.machine, result.export
     gpu = f", GPU {m['gpu']['name']} (driver {m['gpu']['driver']})" if m["gpu"] else ", no GPU"
-    ort = m["versions"]["onnxruntime"] or m["versions"]["onnxruntime-gpu"]
-    peaks = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["peak_gflops"].items())
+    ort = m["versions"].get("onnxruntime") or m["versions"].get("onnxruntime-gpu")
+    peaks = "; ".join(f"{k}: {p.gflops:.0f} GFLOP/s, {p.label}" for k, p in result.peaks.items())
     return (
-        f"export {e['path']} ({e['variant']}, {e['image_size']}px, weights: {e['weights']}); "
-        f"{result['flops_per_pair'] / 1e9:.2f} GFLOP per pair\n"
+        f"export {e['path']} ({e['variant']}, {e['dtype']}, {e['image_size']}px, weights: {e['weights']}); "
+        f"{result.flops_per_pair / 1e9:.2f} GFLOP per pair\n"
         f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} threads{gpu}; "
         f"torch {m['versions']['torch']}, onnxruntime {ort}\n"
-        f"measured peak (GEMM): {peaks or '-'}\n"
-        f"parity inputs: {result['parity_inputs']['source']}; reference {result['parity_inputs']['reference']}"
+        f"% peak is against: {peaks or '-'}\n"
+        f"parity inputs: {result.parity_inputs}; reference: {result.reference}"
     )
 
 
-def write_report(result: dict, folder: Path) -> Path:
+def write_report(result: BenchResult, folder: Path) -> Path:
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plot = folder / "bench.png"
     plot_result(result, plot)
@@ -65,55 +81,53 @@ def write_report(result: dict, folder: Path) -> Path:
         + header(result)
         + "\n```\n\n"
         + table(result)
-        + f"\n\n![latency and throughput]({plot.name})\n\nParity passed: **{result['passed']}**\n"
+        + f"\n\n![latency and throughput]({plot.name})\n\nEvery runtime ok: **{result.passed}**\n"
     )
-    (folder / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "bench.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return md
 
 
-def plot_result(result: dict, path: Path) -> None:
+def plot_result(result: BenchResult, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_lat, ax_tput) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for entry in result["runtimes"]:
-        if not entry.get("timing"):
+    for entry in result.runtimes:
+        if not entry.timing:
             continue
-        batches = [t["batch"] for t in entry["timing"]]
-        ax_lat.plot(batches, [t["latency_ms"]["median"] for t in entry["timing"]], "o-", label=entry["name"])
-        ax_tput.plot(batches, [t["pairs_per_s"] for t in entry["timing"]], "o-", label=entry["name"])
+        batches = [t.batch for t in entry.timing]
+        ax_lat.plot(batches, [t.latency_ms["median"] for t in entry.timing], "o-", label=entry.name)
+        ax_tput.plot(batches, [t.pairs_per_s for t in entry.timing], "o-", label=entry.name)
     for ax, label in ((ax_lat, "median latency per batch (ms)"), (ax_tput, "pairs per second")):
         ax.set(xscale="log", yscale="log", xlabel="batch size (pairs)", ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
     ax_tput.legend(fontsize=7, loc="best")
-    fig.suptitle(f"pair verification, {result['export']['variant']} {result['export']['image_size']}px")
+    fig.suptitle(f"pair verification, {result.export['variant']} {result.export['image_size']}px")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def regressions(result: dict, baseline: dict, threshold: float = 0.10) -> list[str]:
-    """(runtime, batch) pairs whose median latency grew by more than `threshold`, or that lost parity."""
-    base = {
-        (e["name"], t["batch"]): t["latency_ms"]["median"]
-        for e in baseline.get("runtimes", [])
-        for t in e.get("timing") or []
-    }
-    base_parity = {e["name"]: e["parity"]["passed"] for e in baseline.get("runtimes", []) if e.get("available")}
+def regressions(result: BenchResult, baseline: BenchResult, threshold: float = 0.10) -> list[str]:
+    """Runtimes that were ok and now fail, and (runtime, batch) medians slower by more than both
+    `threshold` and the two runs' measured spread, so that noise alone never flags one."""
+    base = {(e.name, t.batch): t for e in baseline.runtimes for t in e.timing}
+    base_status = {e.name: e.status for e in baseline.runtimes}
     found = []
-    for entry in result["runtimes"]:
-        if not entry["available"]:
-            continue
-        if base_parity.get(entry["name"]) and not entry["parity"]["passed"]:
-            found.append(f"{entry['name']}: parity passed in the baseline, fails now")
-        for t in entry["timing"]:
-            before = base.get((entry["name"], t["batch"]))
-            now = t["latency_ms"]["median"]
-            if before and now > before * (1 + threshold):
+    for entry in result.runtimes:
+        if base_status.get(entry.name) == "ok" and entry.status == "failed":
+            found.append(f"{entry.name}: ok in the baseline, fails now")
+        for t in entry.timing:
+            before = base.get((entry.name, t.batch))
+            if before is None:
+                continue
+            limit = max(threshold, before.spread + t.spread)
+            now, then = t.latency_ms["median"], before.latency_ms["median"]
+            if now > then * (1 + limit):
                 found.append(
-                    f"{entry['name']} batch {t['batch']}: median {now:.2f} ms vs {before:.2f} ms "
-                    f"(+{now / before - 1:.0%}, limit +{threshold:.0%})"
+                    f"{entry.name} batch {t.batch}: median {now:.2f} ms vs {then:.2f} ms "
+                    f"(+{now / then - 1:.0%}, limit +{limit:.0%} = max(threshold, noise of both runs))"
                 )
     return found

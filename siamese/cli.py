@@ -1,30 +1,15 @@
-"""Command-line entry points: thin click wrappers that turn options into library calls."""
+"""Command-line entry points: thin click wrappers that turn options into one library call each."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
-from siamese.artifacts import FORMATS, RUNTIMES
-from siamese.errors import SiameseError
+from siamese.artifacts import FORMATS
+from siamese.errors import user_errors
 from siamese.model import VARIANTS
-
-
-def user_errors(fn):
-    """Show a SiameseError as one line and a non-zero exit, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SiameseError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            raise click.Abort() from None
-
-    return wrapper
+from siamese.runtimes import RUNTIMES
 
 
 @click.command(context_settings={"show_default": True})
@@ -131,23 +116,12 @@ def fetch(dest, retries):
 @user_errors
 def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
     """Export checkpoints to verified TorchScript, ONNX and torch.export artifacts."""
-    from siamese.export import available_formats, export_checkpoint, newest_checkpoints
+    from siamese.export import export_runs
 
-    formats = available_formats() if "all" in fmt else list(dict.fromkeys(fmt))
-    if "all" in fmt and dtype == "bf16":
-        formats.remove("onnx")
-        click.echo("bf16: skipping ONNX (opset 18 has no bfloat16 convolution)")
-    if not checkpoints:
-        checkpoints = tuple(newest_checkpoints(runs).values())
-        if not checkpoints:
-            raise SiameseError(f"no finished training run under {runs}/; run siamese-train or pass --checkpoint")
-    if name and len(checkpoints) > 1:
-        raise SiameseError("--name needs a single --checkpoint")
-    for ckpt in checkpoints:
-        dest, checks = export_checkpoint(ckpt, out, name, formats, dtype, force, verify_pairs, log=click.echo)
+    for dest, checks in export_runs(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, log=click.echo):
         for check in checks:
             click.echo(f"  ok  {check.describe()}")
-        click.echo(f"exported {ckpt} -> {dest}")
+        click.echo(f"exported -> {dest}")
 
 
 @click.command(context_settings={"show_default": True})
@@ -159,8 +133,7 @@ def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
     default=None,
     help="export folder; default the newest under exports/",
 )
-@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="onnxruntime")
-@click.option("--provider", "providers", multiple=True, help="ONNX Runtime provider(s): cpu, cuda, tensorrt")
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", help="same names as siamese-bench")
 @click.option(
     "--pairs",
     "pairs_file",
@@ -178,41 +151,15 @@ def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="write results to .csv or .json")
 @click.option("--batch", type=click.IntRange(min=1), default=64)
 @user_errors
-def verify(images, export_dir, runtime, providers, pairs_file, image_root, output, batch):
+def verify(images, export_dir, runtime, pairs_file, image_root, output, batch):
     """Decide whether two face images (IMG_A IMG_B) show the same person, or run a --pairs list."""
-    from siamese.verify import Verifier, accuracy, newest_export, write_results
+    from siamese.verify import Verifier, verify_pair_file
 
     if bool(pairs_file) == bool(images) or (images and len(images) != 2):
         raise click.UsageError("give either two images IMG_A IMG_B or --pairs FILE")
-    verifier = Verifier(export_dir or newest_export(), runtime, list(providers) or None)
+    verifier = Verifier(export_dir, runtime)
     if images:
         r = verifier.verify_files(*images)
-        relation = ">" if verifier.folder.metadata["higher_is_same"] else "<"
-        score_name = "probability" if r["variant"] == "bce" else "distance"
-        click.echo(
-            f"{'same' if r['same'] else 'different'} person: {score_name} {r['score']:.4f} "
-            f"(same if {relation} {r['threshold']:.4f})"
-        )
-        return
-    from siamese.pairs import read_pairs
-
-    pairs = read_pairs(pairs_file, labels_required=False)
-    rows = verifier.verify_pairs(pairs, image_root or _image_root_for(pairs_file), batch)
-    if output:
-        write_results(rows, output)
-    acc = accuracy(rows)
-    same = sum(r["same"] for r in rows)
-    click.echo(
-        f"{len(rows)} pairs: {same} same, {len(rows) - same} different"
-        + (f"; accuracy {acc:.4f} on the labels" if acc is not None else "")
-        + (f"; results in {output}" if output else "")
-    )
-
-
-def _image_root_for(pairs_file: Path) -> Path:
-    from siamese.data import locate_lfw
-
-    try:
-        return locate_lfw(pairs_file.parent).image_root
-    except SiameseError:
-        return pairs_file.parent
+        click.echo(verifier.describe(r["score"], r["same"]))
+    else:
+        click.echo(verify_pair_file(verifier, pairs_file, image_root, output, batch))

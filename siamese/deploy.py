@@ -7,14 +7,18 @@ resizes. Outputs are float32 whatever the compute dtype.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import nn
 
+from siamese.artifacts import WEIGHTS, ExportFolder
+from siamese.checkpoint import Checkpoint
 from siamese.errors import SiameseError
-from siamese.model import ModelConfig, SiameseNet, compare_features, to_score
+from siamese.model import SiameseNet, compare_features, to_score
 from siamese.preprocess import Normalization
 
-GRAPHS = ("embedding", "pair", "compare")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 INPUT_NAMES = {
     "embedding": ["images"],
@@ -28,11 +32,13 @@ class Preprocess(nn.Module):
     def __init__(self, norm: Normalization, dtype: torch.dtype):
         super().__init__()
         self.dtype = dtype
+        # the NHWC input permuted is channels_last in memory; convolutions get what this says
+        self.memory_format = torch.contiguous_format
         self.register_buffer("mean", torch.tensor(norm.mean).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1) * 255)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float()  # (N, 3, S, S), 0..255
+        x = images.permute(0, 3, 1, 2).float().contiguous(memory_format=self.memory_format)  # (N, 3, S, S), 0..255
         return ((x - self.mean) / self.std).to(self.dtype)  # == (x / 255 - mean) / std
 
 
@@ -92,39 +98,37 @@ def build_graphs(model: SiameseNet, norm: Normalization, threshold: float, dtype
     }
 
 
-def graphs_from_checkpoint(ckpt: dict, dtype: str = "fp32") -> dict[str, nn.Module]:
-    if ckpt.get("threshold") is None:
+def graphs_from_checkpoint(ckpt: Checkpoint, dtype: str = "fp32") -> dict[str, nn.Module]:
+    if ckpt.threshold is None:
         raise SiameseError("checkpoint has no decision threshold: training did not finish its evaluation")
-    return build_graphs(
-        model_from_checkpoint(ckpt), Normalization.from_dict(ckpt["normalization"]), ckpt["threshold"], dtype
+    return build_graphs(ckpt.build_model(), ckpt.normalization, ckpt.threshold, dtype)
+
+
+def save_weights(model: SiameseNet, path: Path) -> None:
+    """The network's fp32 weights as tensors only, so loading them can never run code."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items() if v.is_floating_point()}
+    save_file(
+        state, str(path), metadata={"format": "siamese-weights", "model_config": json.dumps(model.config.to_dict())}
     )
 
 
-def graphs_from_export(folder) -> dict[str, nn.Module]:
-    """Eager fp32 graphs rebuilt from an export's own weights (its pair.pt2 or TorchScript file),
-    so that eager PyTorch runs exactly the artifact family the other runtimes run."""
-    meta = folder.metadata
-    model = SiameseNet(meta["variant"], meta["image_size"], meta["margin"])
-    graphs = build_graphs(model, Normalization.from_dict(meta["normalization"]), meta["threshold"])
-    formats = folder.formats()
-    if "pt2" in formats:
-        state = torch.export.load(str(folder.check("pair.pt2"))).state_dict
-    elif "torchscript" in formats:
-        state = torch.jit.load(str(folder.check("pair.torchscript.pt")), map_location="cpu").state_dict()
-    else:
-        raise SiameseError(f"{folder.path}: eager PyTorch needs the pt2 or torchscript artifact of the export")
-    missing, unexpected = graphs["pair"].load_state_dict(state, strict=False)
-    if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
-        raise SiameseError(f"{folder.path}: weights do not fit the network ({missing[:2] + unexpected[:2]})")
-    return graphs
+def graphs_from_weights(export: ExportFolder) -> dict[str, nn.Module]:
+    """The fp32 graphs of an export, rebuilt from its `weights.safetensors` (no pickle, no code)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
 
-
-def model_from_checkpoint(ckpt: dict) -> SiameseNet:
-    model = SiameseNet.from_config(ModelConfig(**ckpt["model_config"]))
+    if not export.has(WEIGHTS):
+        raise SiameseError(f"{export.path}: has no {WEIGHTS} (written by siamese-export since 0.2); re-export it")
+    meta = export.metadata
+    model = SiameseNet(meta.variant, meta.image_size, meta.margin)
     try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise SiameseError(
-            f"checkpoint weights do not fit a {model.config} network: {str(exc).splitlines()[0]}"
-        ) from None
-    return model.eval()
+        state = load_file(str(export.check(WEIGHTS)))
+    except SafetensorError as exc:
+        raise SiameseError(f"{export.path / WEIGHTS}: unreadable ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise SiameseError(f"{export.path / WEIGHTS}: weights do not fit the network ({(missing + unexpected)[:3]})")
+    return build_graphs(model.eval(), Normalization.from_dict(meta.normalization), meta.threshold)

@@ -22,14 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siamese.artifacts import FORMATS, MANIFEST, METADATA, RUNTIMES, Artifact, ExportFolder, artifact_name
-from siamese.compare import TOLERANCES, OutputComparison, compare_outputs
+from siamese.artifacts import FORMATS, GRAPHS, MANIFEST, METADATA, WEIGHTS, ExportFolder, artifact_name
+from siamese.checkpoint import Checkpoint, load_checkpoint, newest_checkpoints
+from siamese.compare import ParityResult
 from siamese.data import find_lfw, locate_lfw, random_pairs, sample_pairs
-from siamese.deploy import GRAPHS, INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint
+from siamese.deploy import INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint, save_weights
 from siamese.errors import SiameseError
 from siamese.files import sha256_file
 from siamese.model import FEATURE_DIM
-from siamese.train import git_commit
+from siamese.parity import ParityInputs, check_compare_graph, check_runner
+from siamese.provenance import git_commit
 
 ONNX_OPSET = 18
 ONNX_SINGLE_FILE_LIMIT = 1_800_000_000  # protobuf's hard limit is 2 GiB; keep a margin
@@ -134,31 +136,36 @@ WRITERS = {"onnx": write_onnx, "torchscript": write_torchscript, "pt2": write_pt
 # -- verification inputs --
 
 
-def verification_inputs(ckpt: dict, n_pairs: int = 32, n_random: int = 8, seed: int = 0) -> dict:
-    """Real test pairs of the checkpoint's data set (LFW or synthetic) plus seeded random images."""
-    size = ckpt["model_config"]["image_size"]
-    a, b, source = _real_test_pairs(ckpt, size, n_pairs, seed)
+def verification_inputs(ckpt: Checkpoint, n_pairs: int = 32, n_random: int = 8, seed: int = 0) -> ParityInputs:
+    """Real labelled test pairs of the checkpoint's data set (LFW or synthetic) plus seeded random images."""
+    size = ckpt.model_config.image_size
+    a, b, labels, source = _real_test_pairs(ckpt, size, n_pairs, seed)
     ra, rb = random_pairs(n_random, size, seed)
-    return {"image_a": np.concatenate([a, ra]), "image_b": np.concatenate([b, rb]), "source": source}
+    return ParityInputs(
+        np.concatenate([a, ra]),
+        np.concatenate([b, rb]),
+        np.concatenate([labels, np.full(n_random, -1, np.int8)]).astype(np.int8),
+        f"{source} + {n_random} seeded random pairs",
+    )
 
 
-def _real_test_pairs(ckpt: dict, size: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    data = ckpt.get("data", {})
-    if data.get("data_set") == "synthetic":
+def _real_test_pairs(ckpt: Checkpoint, size: int, n: int, seed: int):
+    if ckpt.data_set == "synthetic":
         from siamese.synthetic import make_synthetic
 
-        ds = make_synthetic(image_size=size, seed=data.get("seed", 0))
+        ds = make_synthetic(image_size=size, seed=ckpt.data.get("seed", 0))
         rows = torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(seed))[:n]
         images = ds.bank.images.numpy()
-        return images[ds.test.a[rows]], images[ds.test.b[rows]], f"{len(rows)} synthetic test pairs"
-    pairs_file = Path(data.get("test_pairs", ""))
+        labels = ds.test.same[rows].numpy().astype(np.int8)
+        return images[ds.test.a[rows]], images[ds.test.b[rows]], labels, f"{len(rows)} synthetic test pairs"
+    pairs_file = Path(ckpt.data.get("test_pairs", ""))
     if not pairs_file.is_file() and (folder := find_lfw()) is not None:
         pairs_file = locate_lfw(folder).test_pairs or Path("")
     if not pairs_file.is_file():
         empty = np.zeros((0, size, size, 3), np.uint8)
-        return empty, empty, "no LFW found: random images only"
-    a, b, _ = sample_pairs(pairs_file, size, n, seed)
-    return a, b, f"{len(a)} LFW test pairs from {pairs_file.name}"
+        return empty, empty, np.zeros(0, np.int8), "no LFW found: random images only"
+    a, b, labels = sample_pairs(pairs_file, size, n, seed)
+    return a, b, labels, f"{len(a)} LFW test pairs from {pairs_file.name}"
 
 
 # -- the export --
@@ -166,63 +173,60 @@ def _real_test_pairs(ckpt: dict, size: int, n: int, seed: int) -> tuple[np.ndarr
 
 @dataclass
 class Check:
-    artifact: str
-    results: list[OutputComparison]
+    artifact: str  # a format's graphs, as its runner runs them
+    parity: ParityResult
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        return self.parity.passed
 
     def describe(self) -> str:
-        return f"{self.artifact}: " + "; ".join(r.describe() for r in self.results)
+        return f"{self.artifact}: " + ("; ".join(self.parity.failures()) or self.parity.describe())
 
 
-def reference_outputs(graphs: dict, inputs: dict) -> dict[str, dict[str, np.ndarray]]:
-    a, b = torch.from_numpy(inputs["image_a"]), torch.from_numpy(inputs["image_b"])
+def reference_outputs(graphs: dict, inputs: ParityInputs) -> dict[str, np.ndarray]:
+    """The checkpoint's own fp32 eager graphs on the inputs: features, score and same."""
+    a, b = torch.from_numpy(inputs.image_a), torch.from_numpy(inputs.image_b)
     with torch.inference_mode():
         score, same = graphs["pair"](a, b)
         features = graphs["embedding"](torch.cat([a, b]))
-    pair = {"score": score.numpy(), "same": same.numpy()}
-    # compare(embed(a), embed(b)) must give what pair(a, b) gives
-    return {
-        "embedding": {"features": features.numpy()},
-        "pair": pair,
-        "compare": pair,
-        "features": features.numpy(),
-    }
+    return {"features": features.numpy(), "score": score.numpy(), "same": same.numpy()}
 
 
-def verify_folder(folder: Path, formats, reference: dict, inputs: dict, dtype: str) -> list[Check]:
+def verify_folder(folder: Path, formats, reference: dict, inputs: ParityInputs) -> list[Check]:
+    """Read every format back with its own runner (manifest-checked) and compare it with the reference."""
+    from siamese.runtimes import FORMAT_RUNNERS, create
+
     export = ExportFolder.open(folder)
+    meta = export.metadata
     checks = []
-    runtime_of = {fmt: runtime for runtime, fmt in RUNTIMES.items()}
     for fmt in formats:
-        for graph in GRAPHS:
-            artifact = Artifact(export, graph, runtime_of[fmt])
-            n = len(inputs["image_a"])
-            args = {
-                "embedding": [np.concatenate([inputs["image_a"], inputs["image_b"]])],
-                "pair": [inputs["image_a"], inputs["image_b"]],
-                "compare": [reference["features"][:n], reference["features"][n:]],
-            }[graph]
-            out = artifact(*args)
-            checks.append(Check(artifact_name(graph, fmt), compare_outputs(out, reference[graph], TOLERANCES[dtype])))
+        runner = create(FORMAT_RUNNERS[fmt])
+        try:
+            runner.load(export, GRAPHS)
+            checks.append(
+                Check(f"{fmt} embedding+pair", check_runner(runner, inputs, reference, meta.threshold, meta.dtype))
+            )
+            checks.append(
+                Check(f"{fmt} compare", check_compare_graph(runner, inputs, reference, meta.threshold, meta.dtype))
+            )
+        finally:
+            runner.close()
     return checks
 
 
-def build_metadata(ckpt: dict, checkpoint: Path, dtype: str) -> dict:
+def build_metadata(ckpt: Checkpoint, checkpoint: Path, dtype: str) -> dict:
     import onnx
 
-    summary = ckpt.get("summary") or {}
-    cfg = ckpt["model_config"]
+    summary = ckpt.summary or {}
     return {
-        "variant": cfg["variant"],
-        "threshold": ckpt["threshold"],
-        "higher_is_same": ckpt["higher_is_same"],
-        "margin": cfg["margin"],
-        "image_size": cfg["image_size"],
+        "variant": ckpt.variant,
+        "threshold": ckpt.threshold,
+        "higher_is_same": ckpt.higher_is_same,
+        "margin": ckpt.model_config.margin,
+        "image_size": ckpt.model_config.image_size,
         "dtype": dtype,
-        "normalization": ckpt["normalization"],
+        "normalization": ckpt.normalization.to_dict(),
         "input_layout": "NHWC uint8 RGB, resized (no crop) to image_size x image_size",
         "graphs": {g: {"inputs": INPUT_NAMES[g], "outputs": OUTPUT_NAMES[g]} for g in GRAPHS},
         "training": {k: summary.get(k) for k in ("data_set", "split", "accuracy", "auc", "eer", "epochs")},
@@ -257,10 +261,9 @@ def export_checkpoint(
     """Write, verify and publish one export folder; raise SiameseError if anything disagrees.
 
     `graphs` overrides the modules that are exported (tests use it to plant a wrong model);
-    the reference is always the checkpoint's own fp32 eager model.
+    the reference is always the checkpoint's own fp32 eager model, whose weights are also
+    written, as tensors only, to `weights.safetensors`.
     """
-    from siamese.checkpoint import load_checkpoint
-
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise SiameseError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
@@ -269,8 +272,7 @@ def export_checkpoint(
             "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"
         )
     ckpt = load_checkpoint(checkpoint)
-    variant = ckpt["model_config"]["variant"]
-    name = name or f"{ckpt.get('data', {}).get('data_set', 'model')}-{variant}-{dtype}"
+    name = name or f"{ckpt.data_set}-{ckpt.variant}-{dtype}"
     dest = Path(out_root) / name
     if dest.exists() and not force:
         raise SiameseError(f"{dest} exists; pass --force to replace it")
@@ -278,11 +280,12 @@ def export_checkpoint(
     graphs = graphs or (reference_graphs if dtype == "fp32" else graphs_from_checkpoint(ckpt, dtype))
     meta = build_metadata(ckpt, Path(checkpoint), dtype)
     inputs = verification_inputs(ckpt, n_pairs)
-    meta["verified_on"] = inputs["source"]
+    meta["verified_on"] = inputs.source
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.partial-"))
     try:
         notes = {}
+        save_weights(ckpt.build_model(), tmp / WEIGHTS)
         for fmt in formats:
             for graph in GRAPHS:
                 file = artifact_name(graph, fmt)
@@ -296,11 +299,11 @@ def export_checkpoint(
                     raise SiameseError(f"writing {file} failed: {type(exc).__name__}: {first}") from None
         (tmp / METADATA).write_text(json.dumps({**meta, "artifacts": notes}, indent=2) + "\n")
         write_manifest(tmp)
-        checks = verify_folder(tmp, formats, reference_outputs(reference_graphs, inputs), inputs, dtype)
+        checks = verify_folder(tmp, formats, reference_outputs(reference_graphs, inputs), inputs)
         failed = [c for c in checks if not c.passed]
         if failed:
             raise SiameseError(
-                f"export of {name} failed verification against the eager model ({inputs['source']}): "
+                f"export of {name} failed verification against the eager model ({inputs.source}): "
                 + " | ".join(c.describe() for c in failed)
             )
         tmp.chmod(0o755)  # mkdtemp made it private
@@ -321,12 +324,33 @@ def available_formats() -> list[str]:
     return [*DEFAULT_FORMATS, *(["aoti"] if shutil.which("c++") or shutil.which("g++") else [])]
 
 
-def newest_checkpoints(runs: Path = Path("runs")) -> dict[str, Path]:
-    """The most recently written finished checkpoint of each variant under `runs/`."""
-    found: dict[str, Path] = {}
-    for path in sorted(runs.glob("*/*/checkpoint.pt"), key=lambda p: p.stat().st_mtime, reverse=True):
-        variant = path.parent.name
-        # summary.json is written after the final checkpoint, which holds the threshold
-        if variant not in found and (path.parent / "summary.json").is_file():
-            found[variant] = path
-    return found
+def resolve_formats(requested, dtype: str, log=print) -> list[str]:
+    """The formats behind --format options: `all` is every format this machine can write for `dtype`."""
+    if "all" not in requested:
+        return list(dict.fromkeys(requested))
+    formats = available_formats()
+    if dtype == "bf16":
+        formats.remove("onnx")
+        log("bf16: skipping ONNX (opset 18 has no bfloat16 convolution)")
+    return formats
+
+
+def export_runs(
+    checkpoints=(),
+    runs: Path = Path("runs"),
+    formats=("all",),
+    dtype: str = "fp32",
+    out_root: Path = Path("exports"),
+    name: str | None = None,
+    force: bool = False,
+    n_pairs: int = 32,
+    log=print,
+) -> list[tuple[Path, list[Check]]]:
+    """Export the given checkpoints, or the newest finished run of each variant under `runs`."""
+    formats = resolve_formats(formats, dtype, log)
+    checkpoints = list(checkpoints) or list(newest_checkpoints(runs).values())
+    if not checkpoints:
+        raise SiameseError(f"no finished training run under {runs}/; run siamese-train or pass --checkpoint")
+    if name and len(checkpoints) > 1:
+        raise SiameseError("--name needs a single --checkpoint")
+    return [export_checkpoint(c, out_root, name, formats, dtype, force, n_pairs, log=log) for c in checkpoints]

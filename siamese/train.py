@@ -8,7 +8,6 @@ One run trains one variant and writes, under `<out>/<data set>/<variant>/`:
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -19,12 +18,13 @@ import torch
 from tqdm import tqdm
 
 from siamese.augment import AugmentConfig, augment
-from siamese.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
+from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from siamese.data import DEFAULT_CACHE, Dataset, ImageBank, PairSet, find_lfw, load_lfw
 from siamese.errors import SiameseError
 from siamese.metrics import best_threshold, roc_curve, verification_metrics
 from siamese.model import SiameseNet, pair_loss
 from siamese.preprocess import NORMALIZATION, normalize, to_model_input
+from siamese.provenance import git_commit
 
 SYNTHETIC_BANNER = """
 ##############################################################################
@@ -71,16 +71,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SiameseError(f"device {name!r} requested but CUDA is not available here")
     return torch.device(name)
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-        return out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def load_dataset(cfg: TrainConfig) -> Dataset:
@@ -203,23 +193,20 @@ def plot_roc(path: Path, scores, same, higher_is_same: bool, title: str) -> None
     plt.close(fig)
 
 
-def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, threshold=None, summary=None) -> dict:
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "epoch": epoch,
-        "config": cfg.to_dict(),
-        "model_config": model.config.to_dict(),
-        "normalization": NORMALIZATION.to_dict(),
-        "threshold": threshold,
-        "higher_is_same": model.higher_is_same,
-        "rng": {"generator": g.get_state(), "torch": torch.get_rng_state()},
-        "data": data_info,
-        "history": history,
-        "summary": summary,
-    }
+def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, threshold=None, summary=None):
+    return Checkpoint(
+        model=model.state_dict(),
+        model_config=model.config,
+        normalization=NORMALIZATION,
+        epoch=epoch,
+        config=cfg.to_dict(),
+        optimizer=optimizer.state_dict(),
+        threshold=threshold,
+        rng={"generator": g.get_state(), "torch": torch.get_rng_state()},
+        data=data_info,
+        history=history,
+        summary=summary,
+    )
 
 
 def run_dir(cfg: TrainConfig, dataset_name: str) -> Path:
@@ -239,14 +226,16 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     history, start_epoch = [], 1
     if cfg.resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
-        if ckpt["model_config"] != model.config.to_dict():
-            raise SiameseError(f"{ckpt_path}: was trained as {ckpt['model_config']}, not {model.config.to_dict()}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        g.set_state(ckpt["rng"]["generator"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
-        print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt['epoch']}", file=sys.stderr)
+        if ckpt.model_config != model.config:
+            raise SiameseError(f"{ckpt_path}: was trained as {ckpt.model_config}, not {model.config}")
+        if ckpt.optimizer is None or ckpt.rng is None:
+            raise SiameseError(f"{ckpt_path}: holds no optimizer or RNG state to resume from")
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        g.set_state(ckpt.rng["generator"])
+        torch.set_rng_state(ckpt.rng["torch"])
+        history, start_epoch = ckpt.history, ckpt.epoch + 1
+        print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt.epoch}", file=sys.stderr)
     elif ckpt_path.exists():
         raise SiameseError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -318,28 +307,3 @@ def main(cfg: TrainConfig, variants: list[str]) -> list[dict]:
     summaries = [train_variant(replace(cfg, variant=v), dataset) for v in variants]
     print(results_table(summaries))
     return summaries
-
-
-def untrained_checkpoint(
-    path: Path, variant: str, image_size: int = 128, seed: int = 0, data: dict | None = None
-) -> Path:
-    """A checkpoint of randomly initialised weights, for benchmarks and tests, never for answers.
-
-    BatchNorm statistics come from a few random batches so outputs are not degenerate; the
-    threshold is the median score of random pairs. Its summary says `untrained`.
-    """
-    torch.manual_seed(seed)
-    model = SiameseNet(variant, image_size)
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(8, 3, image_size, image_size), torch.randn(8, 3, image_size, image_size))
-        model.eval()
-        noise = [torch.randn(16, 3, image_size, image_size) for _ in range(2)]
-        threshold = float(model.score(model(*noise)).median())
-    info = data or {"data_set": "untrained"}
-    cfg = TrainConfig(variant=variant, image_size=image_size, epochs=0)
-    summary = {"data_set": "untrained", "accuracy": None, "note": "random weights"}
-    optimizer = torch.optim.Adam(model.parameters())
-    save_checkpoint(path, make_checkpoint(model, optimizer, 0, cfg, torch.Generator(), info, [], threshold, summary))
-    return path

@@ -9,28 +9,38 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.artifacts import MANIFEST, Artifact, ExportFolder
+from siamese.artifacts import ExportFolder, newest_export
 from siamese.errors import SiameseError
 from siamese.pairs import Pair
 from siamese.preprocess import decode_image
+from siamese.runtimes import create
 
-
-def newest_export(root: Path = Path("exports")) -> Path:
-    folders = [p.parent for p in Path(root).glob(f"*/{MANIFEST}")]
-    if not folders:
-        raise SiameseError(f"no export found under {root}/; run siamese-export, or pass --export DIR")
-    return max(folders, key=lambda p: (p / MANIFEST).stat().st_mtime)
+DEFAULT_RUNTIME = "ort-cpu"
 
 
 class Verifier:
-    """The embedding and compare graphs of one export, in one runtime."""
+    """The embedding and compare graphs of one export, in one runtime (a name of siamese.runtimes)."""
 
-    def __init__(self, export: Path, runtime: str = "onnxruntime", providers: list[str] | None = None):
-        self.folder = ExportFolder.open(export)
-        self.embedding = Artifact(self.folder, "embedding", runtime, providers)
-        self.compare = Artifact(self.folder, "compare", runtime, providers)
-        self.threshold = float(self.folder.metadata["threshold"])
-        self.variant = self.folder.metadata["variant"]
+    def __init__(self, export: Path | None = None, runtime: str = DEFAULT_RUNTIME, threads: int | None = None):
+        self.folder = ExportFolder.open(export or newest_export())
+        self.runner = create(runtime, threads)
+        reason = self.runner.unavailable(self.folder)
+        if reason:
+            raise SiameseError(f"runtime {runtime} cannot run here: {reason}")
+        self.runner.load(self.folder, ("embedding", "compare"))
+        self.metadata = self.folder.metadata
+
+    @property
+    def threshold(self) -> float:
+        return self.metadata.threshold
+
+    def describe(self, score: float, same: bool) -> str:
+        relation = ">" if self.metadata.higher_is_same else "<"
+        score_name = "probability" if self.metadata.variant == "bce" else "distance"
+        return (
+            f"{'same' if same else 'different'} person: {score_name} {score:.4f} "
+            f"(same if {relation} {self.threshold:.4f})"
+        )
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
         size = self.folder.image_size
@@ -38,10 +48,10 @@ class Verifier:
             return np.stack(list(pool.map(lambda p: decode_image(p, size), paths)))
 
     def embed(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
-        return np.concatenate([self.embedding(images[i : i + batch])["features"] for i in range(0, len(images), batch)])
+        return np.concatenate([self.runner.embed(images[i : i + batch]) for i in range(0, len(images), batch)])
 
     def decide(self, fa: np.ndarray, fb: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        outs = [self.compare(fa[i : i + batch], fb[i : i + batch]) for i in range(0, len(fa), batch)]
+        outs = [self.runner.compare(fa[i : i + batch], fb[i : i + batch]) for i in range(0, len(fa), batch)]
         return np.concatenate([o["score"] for o in outs]), np.concatenate([o["same"] for o in outs]).astype(bool)
 
     def verify_files(self, a: Path, b: Path) -> dict:
@@ -51,7 +61,7 @@ class Verifier:
             "same": bool(same[0]),
             "score": float(score[0]),
             "threshold": self.threshold,
-            "variant": self.variant,
+            "variant": self.metadata.variant,
         }
 
     def verify_pairs(self, pairs: list[Pair], image_root: Path, batch: int = 64) -> list[dict]:
@@ -98,3 +108,34 @@ def write_results(rows: list[dict], path: Path) -> None:
         )
         writer.writeheader()
         writer.writerows(rows)
+
+
+def image_root_for(pairs_file: Path) -> Path:
+    """The LFW images beside a pair file, else the pair file's own folder."""
+    from siamese.data import locate_lfw
+
+    try:
+        return locate_lfw(pairs_file.parent).image_root
+    except SiameseError:
+        return pairs_file.parent
+
+
+def verify_pair_file(
+    verifier: Verifier, pairs_file: Path, image_root: Path | None = None, output: Path | None = None, batch: int = 64
+) -> str:
+    """Verify every pair of a pair list (labels optional); write the rows if asked; return a one-line summary."""
+    from siamese.pairs import read_pairs
+
+    if output is not None and output.suffix.lower() not in (".csv", ".json"):
+        raise SiameseError(f"{output}: results are written as .csv or .json")
+    pairs = read_pairs(pairs_file, labels_required=False)
+    rows = verifier.verify_pairs(pairs, image_root or image_root_for(pairs_file), batch)
+    if output:
+        write_results(rows, output)
+    acc = accuracy(rows)
+    same = sum(r["same"] for r in rows)
+    return (
+        f"{len(rows)} pairs: {same} same, {len(rows) - same} different"
+        + (f"; accuracy {acc:.4f} on the labels" if acc is not None else "")
+        + (f"; results in {output}" if output else "")
+    )

@@ -25,7 +25,7 @@ def cache_dir() -> Path:
 
 def make_test_checkpoint(path: Path, variant: str, image_size: int = 16, seed: int = 0) -> Path:
     """An untrained checkpoint whose verification inputs are the real LFW test pairs."""
-    from siamese.train import untrained_checkpoint
+    from siamese.checkpoint import untrained_checkpoint
 
     data = {"data_set": "lfw", "test_pairs": str(LFW / "pairsDevTest.txt")}
     return untrained_checkpoint(path, variant, image_size, seed, data)

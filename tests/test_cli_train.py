@@ -33,9 +33,9 @@ def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
         assert key in summary
     assert (run / "roc.png").read_bytes()[:4] == b"\x89PNG"
     ckpt = load_checkpoint(run / "checkpoint.pt")
-    assert ckpt["epoch"] == 2 and ckpt["threshold"] == summary["threshold"]
-    assert ckpt["normalization"]["mean"] == [0.5, 0.5, 0.5]
-    assert {"model", "optimizer", "config", "rng", "model_config"} <= set(ckpt)
+    assert ckpt.epoch == 2 and ckpt.threshold == summary["threshold"]
+    assert ckpt.normalization.mean == (0.5, 0.5, 0.5) and ckpt.variant == variant
+    assert ckpt.optimizer and ckpt.rng and ckpt.config["variant"] == variant
     assert "SYNTHETIC" in result.output and f"| synthetic | {variant} | 2 |" in result.output
 
 
@@ -47,7 +47,7 @@ def test_resume_continues_from_the_last_epoch(trained):
     assert result.exit_code == 0, result.output
     run = out / "synthetic" / "contrastive"
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
-    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 3
+    assert load_checkpoint(run / "checkpoint.pt").epoch == 3
 
 
 def test_existing_run_is_not_overwritten_without_resume(trained):
@@ -81,17 +81,43 @@ def test_malicious_pickle_checkpoint_is_refused(tmp_path):
 
 
 def test_atomic_checkpoint_write_keeps_the_old_file_on_failure(tmp_path):
+    from siamese.checkpoint import Checkpoint
+    from siamese.model import ModelConfig
+
     path = tmp_path / "c.pt"
-    save_checkpoint(path, {"format": "siamese-checkpoint", "format_version": 1, "x": torch.ones(2)})
+    save_checkpoint(path, Checkpoint(model={"x": torch.ones(2)}, model_config=ModelConfig("contrastive", 16)))
 
     class Unsaveable:
         def __reduce__(self):
             raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        save_checkpoint(path, {"x": Unsaveable()})
-    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2))
+        save_checkpoint(path, Checkpoint(model={"x": Unsaveable()}, model_config=ModelConfig("contrastive", 16)))
+    assert torch.equal(load_checkpoint(path).model["x"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d.pop("model_config"), "key 'model_config' is missing"),
+        (lambda d: d.update(model="weights"), "key 'model' is missing or not a dict"),
+        (lambda d: d.update(threshold="0.5"), "key 'threshold' is not a number"),
+        (lambda d: d["model_config"].update(image_size=7), "invalid model_config"),
+        (lambda d: d.update(format_version=99), "newer than this version reads"),
+    ],
+)
+def test_edited_checkpoints_are_refused_with_the_key_named(tmp_path, edit, match):
+    from siamese.checkpoint import Checkpoint
+    from siamese.errors import SiameseError
+    from siamese.model import ModelConfig
+
+    raw = Checkpoint(model={"x": torch.ones(2)}, model_config=ModelConfig("contrastive", 16)).to_dict()
+    edit(raw)
+    torch.save(raw, tmp_path / "c.pt")
+    with pytest.raises(SiameseError, match=match) as info:
+        load_checkpoint(tmp_path / "c.pt")
+    assert str(tmp_path / "c.pt") in str(info.value)
 
 
 def test_fetch_without_network_fails_fast_and_names_data_option(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -11,15 +12,22 @@ from click.testing import CliRunner
 from conftest import make_test_checkpoint
 
 from siamese import cli
-from siamese.artifacts import FORMATS, RUNTIMES, Artifact, ExportFolder, artifact_name
+from siamese.artifacts import FORMATS, GRAPHS, WEIGHTS, ExportFolder, artifact_name
 from siamese.checkpoint import load_checkpoint, save_checkpoint
-from siamese.deploy import GRAPHS, graphs_from_checkpoint, model_from_checkpoint
+from siamese.deploy import graphs_from_checkpoint
 from siamese.errors import SiameseError
 from siamese.export import available_formats, export_checkpoint, write_onnx, write_pt2, write_torchscript
 
 SIZE = 16
 FORMATS_HERE = available_formats()
-RUNTIME_OF = {fmt: runtime for runtime, fmt in RUNTIMES.items()}
+
+
+def loaded(dest, runtime="ort-cpu", graphs=GRAPHS):
+    from siamese.runtimes import create
+
+    runner = create(runtime)
+    runner.load(ExportFolder.open(dest), graphs)
+    return runner
 
 
 @pytest.fixture(scope="module", params=["bce", "contrastive"])
@@ -46,19 +54,22 @@ def test_round_trip_matches_eager(exported, fmt):
     with torch.inference_mode():
         ref_score, ref_same = graphs["pair"](torch.from_numpy(a), torch.from_numpy(b))
         ref_features = graphs["embedding"](torch.from_numpy(a))
-    out = Artifact(folder, "pair", RUNTIME_OF[fmt])(a, b)
+    from siamese.runtimes import FORMAT_RUNNERS
+
+    runner = loaded(folder.path, FORMAT_RUNNERS[fmt])
+    out = runner.pair(a, b)
     np.testing.assert_allclose(out["score"], ref_score.numpy(), rtol=1e-4, atol=1e-5)
     assert out["same"].dtype == np.bool_ and (out["same"] == ref_same.numpy()).all()
-    features = Artifact(folder, "embedding", RUNTIME_OF[fmt])(a)["features"]
+    features = runner.embed(a)
     np.testing.assert_allclose(features, ref_features.numpy(), rtol=1e-4, atol=1e-4)
-    compared = Artifact(folder, "compare", RUNTIME_OF[fmt])(features[:3], features[2:])
+    compared = runner.compare(features[:3], features[2:])
     assert compared["score"].shape == (3,)
 
 
 def test_metadata_travels_inside_every_artifact(exported):
     ckpt, dest, _ = exported
     meta = json.loads((dest / "metadata.json").read_text())
-    variant = load_checkpoint(ckpt)["model_config"]["variant"]
+    variant = load_checkpoint(ckpt).variant
     for key in (
         "variant",
         "threshold",
@@ -125,7 +136,7 @@ def test_tampered_truncated_or_missing_files_are_refused(exported, tmp_path, dam
         target.unlink()
         match = "missing"
     with pytest.raises(SiameseError, match=match):
-        Artifact(ExportFolder.open(copy), "pair", "onnxruntime")
+        loaded(copy, graphs=["pair"])
 
 
 def test_missing_onnx_external_data_is_named(tmp_path, monkeypatch):
@@ -138,7 +149,7 @@ def test_missing_onnx_external_data_is_named(tmp_path, monkeypatch):
     assert json.loads((dest / "metadata.json").read_text())["artifacts"]["embedding.onnx"]["external_data"]
     (dest / "embedding.onnx.data").unlink()
     with pytest.raises(SiameseError, match="embedding.onnx.data: listed in manifest.json but missing"):
-        Artifact(ExportFolder.open(dest), "embedding", "onnxruntime")
+        loaded(dest, graphs=["embedding"])
 
 
 def test_a_disagreeing_artifact_fails_the_export_and_leaves_nothing(tmp_path):
@@ -172,18 +183,18 @@ def test_existing_export_needs_force(exported):
 )
 def test_wrong_inputs_are_refused_before_the_runtime(exported, make, match):
     _, dest, _ = exported
-    artifact = Artifact(ExportFolder.open(dest), "embedding", "onnxruntime")
+    runner = loaded(dest, graphs=["embedding"])
     with pytest.raises(SiameseError, match=match):
-        artifact(make())
+        runner.embed(make())
 
 
 def test_checkpoint_of_another_variant_or_newer_format(tmp_path):
     ckpt_path = make_test_checkpoint(tmp_path / "c.pt", "bce", SIZE)
     ckpt = load_checkpoint(ckpt_path)
-    ckpt["model_config"]["variant"] = "contrastive"
+    ckpt.model_config = replace(ckpt.model_config, variant="contrastive")
     with pytest.raises(SiameseError, match="do not fit"):
-        model_from_checkpoint(ckpt)
-    ckpt["format_version"] = 99
+        ckpt.build_model()
+    ckpt.format_version = 99
     save_checkpoint(tmp_path / "new.pt", ckpt)
     with pytest.raises(SiameseError, match="newer than this version reads"):
         load_checkpoint(tmp_path / "new.pt")
@@ -254,9 +265,9 @@ def test_full_size_network_exports_at_full_size_with_parity(tmp_path, fmt):
     with torch.inference_mode():
         ref = graph(torch.from_numpy(images)).numpy()
     if fmt == "onnx":
-        from siamese.ort import make_session
+        from siamese.runtimes.ort import make_session
 
-        out = make_session(path).run(None, {"images": images})[0]
+        out = make_session(path, ["CPUExecutionProvider"]).run(None, {"images": images})[0]
     else:
         load = torch.jit.load if fmt == "torchscript" else lambda p: torch.export.load(p).module()
         with torch.inference_mode():

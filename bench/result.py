@@ -1,0 +1,114 @@
+"""The benchmark result: typed records with a schema version, written as JSON and read back
+(for `--compare`) in one place."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from siamese.compare import ParityResult
+from siamese.errors import SiameseError
+
+SCHEMA = "siamese-bench/2"
+STATUSES = ("ok", "failed", "unavailable")
+
+
+@dataclass
+class Peak:
+    """The reference rate a runtime's GFLOP/s is divided by, and what it was measured with."""
+
+    gflops: float
+    label: str
+
+
+@dataclass
+class TimingResult:
+    batch: int
+    iterations: int
+    latency_ms: dict[str, float]  # min, median, p90, p99, max over every timed call
+    spread: float  # (slowest - fastest) of the repeats' medians, relative to the median
+    pairs_per_s: float
+    gflops: float
+    peak_share: float | None
+    first_call_ms: float  # the first call at this batch size: compilation, engine build, allocation
+    with_copy_ms: float | None = None  # median when every call starts from host memory (device runtimes)
+    peak_memory_mb: float | None = None  # device memory, where the device reports it
+
+
+@dataclass
+class RuntimeResult:
+    name: str
+    status: str  # ok | failed (error says why: a bug or a numerical failure) | unavailable (reason says why)
+    abilities: dict
+    reason: str | None = None
+    error: str | None = None
+    parity: ParityResult | None = None
+    timing: list[TimingResult] = field(default_factory=list)
+
+    def fail(self, error: str) -> RuntimeResult:
+        self.status, self.error = "failed", error
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["parity"] = self.parity.to_dict() if self.parity else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RuntimeResult:
+        return cls(
+            name=d["name"],
+            status=d["status"],
+            abilities=d.get("abilities", {}),
+            reason=d.get("reason"),
+            error=d.get("error"),
+            parity=ParityResult.from_dict(d["parity"]) if d.get("parity") else None,
+            timing=[TimingResult(**t) for t in d.get("timing", [])],
+        )
+
+
+@dataclass
+class BenchResult:
+    created: str
+    machine: dict
+    export: dict  # path, how its weights were obtained, variant, dtype, image size, threshold, training
+    flops_per_pair: float
+    parity_inputs: str
+    reference: str  # which runner produced the reference outputs, from which weights
+    settings: dict
+    peaks: dict[str, Peak] = field(default_factory=dict)  # "<device>-<precision>" -> Peak
+    runtimes: list[RuntimeResult] = field(default_factory=list)
+    schema: str = SCHEMA
+
+    @property
+    def failed(self) -> list[RuntimeResult]:
+        return [r for r in self.runtimes if r.status == "failed"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed and any(r.status == "ok" for r in self.runtimes)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["runtimes"] = [r.to_dict() for r in self.runtimes]
+        d["passed"] = self.passed
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "benchmark result") -> BenchResult:
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            found = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise SiameseError(f"{source}: schema {found!r} is not {SCHEMA}; re-run siamese-bench --json")
+        try:
+            return cls(
+                created=d["created"],
+                machine=d["machine"],
+                export=d["export"],
+                flops_per_pair=d["flops_per_pair"],
+                parity_inputs=d["parity_inputs"],
+                reference=d["reference"],
+                settings=d["settings"],
+                peaks={k: Peak(**v) for k, v in d.get("peaks", {}).items()},
+                runtimes=[RuntimeResult.from_dict(r) for r in d["runtimes"]],
+            )
+        except (KeyError, TypeError) as exc:
+            raise SiameseError(f"{source}: malformed benchmark result ({type(exc).__name__}: {exc})") from None
