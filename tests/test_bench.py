@@ -1,119 +1,132 @@
-"""The benchmark harness: parity of every registered runtime, failure detection, output schema."""
+"""The benchmark harness: every registered runtime's parity, statuses, crashes, result schema, reports."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bench.cli import main as bench_main
+from bench.cli import main as bench_cli
 from bench.harness import BenchConfig, bench_runtime, run_benchmark
-from bench.parity import check_parity, parity_inputs, run_outputs
 from bench.report import regressions
-from bench.runtimes import REFERENCE, RUNTIMES, create
-from bench.runtimes.base import Runtime
+from bench.result import SCHEMA, BenchResult
 from bench.timing import TimingConfig
 from siamese.artifacts import ExportFolder
+from siamese.errors import SiameseError
 from siamese.model import flops_per_image
+from siamese.parity import check_runner, parity_inputs, run_outputs
+from siamese.runtimes import REFERENCE, RUNTIMES, RunnerSpec, create
 
-FAST_TIMING = TimingConfig(warmup=1, warmup_seconds=0.0, iterations=3)
+FAST_TIMING = TimingConfig(warmup=1, warmup_seconds=0.0, iterations=2, repeats=2)
 
 
 @pytest.fixture(scope="module")
-def setup(small_export, lfw_dir):
+def setup(small_export):
+    """The 16x16 export and random pairs: the runtime matrix needs no LFW."""
     _, dest, _ = small_export("contrastive")
     export = ExportFolder.open(dest)
-    inputs = parity_inputs(export, lfw_dir / "pairsDevTest.txt", n_pairs=24, n_random=8)
+    inputs = parity_inputs(export.image_size, None, n_pairs=0, n_random=24)
     ref = create(REFERENCE)
-    ref.load(export)
+    ref.load(export, ("embedding", "pair"))
     return export, inputs, run_outputs(ref, inputs)
 
 
+def expected_unavailable(runner, export) -> bool:
+    """What this machine really lacks for the runner, judged independently of the runner's own check."""
+    import shutil
+
+    import torch
+
+    abilities = runner.abilities
+    if abilities.artifact != "weights" and abilities.artifact not in export.formats():
+        return True
+    if abilities.artifact == "onnx":
+        import onnxruntime
+
+        from siamese.runtimes.ort import PROVIDERS
+
+        return PROVIDERS[runner.provider] not in onnxruntime.get_available_providers()
+    if abilities.device == "cuda":
+        return not torch.cuda.is_available()
+    if abilities.precision in ("fp16", "tf32"):  # CPU: autocast fp16 and TF32 are CUDA's
+        return True
+    return runner.name.startswith("compile") and not (shutil.which("c++") or shutil.which("g++"))
+
+
 @pytest.mark.parametrize("name", list(RUNTIMES))
-def test_every_registered_runtime_matches_the_reference(setup, name):
+def test_every_registered_runtime_matches_the_reference_or_says_why_not(setup, name):
     export, inputs, reference = setup
-    runtime = create(name)
-    reason = runtime.unavailable()
+    runner = create(name)
+    reason = runner.unavailable(export)
+    assert bool(reason) == expected_unavailable(runner, export), reason
     if reason:
         pytest.skip(f"{name} unavailable here: {reason}")
-    runtime.load(export)
-    result = check_parity(
-        run_outputs(runtime, inputs),
-        reference,
-        inputs.labels,
-        runtime.precision,
-        export.metadata["threshold"],
+    runner.load(export, ("embedding", "pair"), [1, 2, 32])
+    try:
+        result = check_runner(runner, inputs, reference, export.metadata.threshold, export.metadata.dtype)
+    finally:
+        runner.close()
+    assert result.passed, result.failures()
+    features = next(o for o in result.outputs if o.name == "features")
+    assert features.min_cosine > (0.9999 if runner.abilities.precision == "fp32" else 0.99)
+
+
+def test_the_reference_never_loads_code(setup):
+    export, _, _ = setup
+    runner = create(REFERENCE)
+    assert runner.abilities.artifact == "weights" and not runner.abilities.loads_code
+
+
+def fake(cls: str, **kwargs) -> RunnerSpec:
+    return RunnerSpec("fake_runners", cls, kwargs)
+
+
+@pytest.mark.parametrize("claim, factor", [("fp16", 1.0099), ("bf16", 1.049)])
+def test_a_wrong_runtime_fails_at_its_claimed_precision(setup, claim, factor):
+    export, inputs, reference = setup
+    runner = fake("Scaled", factor=factor, claim=claim).create("scaled")
+    entry = bench_runtime(runner, export, inputs, reference, BenchConfig(timing_enabled=False), None, 1.0)
+    assert entry.status == "failed" and entry.error.startswith("parity:")
+    assert {o.name for o in entry.parity.outputs if not o.passed} >= {"features", "score"}
+
+
+def test_a_raising_runtime_is_failed_closed_and_the_others_still_run(setup, tmp_path):
+    from fake_runners import OutOfMemory
+
+    export, _, _ = setup
+    specs = {"oom": fake("OutOfMemory"), "ort-cpu": RUNTIMES["ort-cpu"]}
+    cfg = BenchConfig(export=export.path, batches=[2], timing=FAST_TIMING, random_pairs=4, parity_pairs=0)
+    result = run_benchmark(cfg, log=lambda m: None, specs=specs)
+    oom, ort = result.runtimes
+    assert oom.status == "failed" and "CUDA out of memory" in oom.error and OutOfMemory.closed == ["oom"]
+    assert ort.status == "ok" and ort.timing and not result.passed
+
+
+def test_a_load_bug_is_failed_not_unavailable(setup):
+    export, inputs, reference = setup
+    entry = bench_runtime(fake("BrokenLoad").create("broken"), export, inputs, reference, BenchConfig(), None, 1.0)
+    assert entry.status == "failed" and "KeyError" in entry.error
+
+
+def test_a_segfaulting_runtime_in_its_child_process_is_reported(setup, tmp_path):
+    export, _, _ = setup
+    specs = {"segv": fake("Segfaulting"), "ort-cpu": RUNTIMES["ort-cpu"]}
+    cfg = BenchConfig(
+        export=export.path,
+        batches=[2],
+        timing=FAST_TIMING,
+        random_pairs=4,
+        parity_pairs=0,
+        isolate=True,
+        json_path=tmp_path / "b.json",
     )
-    assert result["passed"], result
-    assert result["accuracy_delta"] == pytest.approx(0.0, abs=0.1)
-    features = next(o for o in result["outputs"] if o["name"] == "features")
-    assert features["min_cosine"] > (0.9999 if runtime.precision == "fp32" else 0.99)
-
-
-class OffByOnePercent(Runtime):
-    """A deliberately wrong runtime: the reference scaled by 1.01, decisions recomputed."""
-
-    name = "wrong"
-
-    def __init__(self, threshold):
-        self.inner = create(REFERENCE)
-        self.threshold = threshold
-
-    def load(self, export):
-        self.inner.load(export)
-
-    def embed(self, images):
-        return self.inner.embed(images) * 1.01
-
-    def pair(self, a, b):
-        score = self.inner.pair(a, b)["score"] * 1.01
-        return {"score": score, "same": score < self.threshold}
-
-
-def test_a_wrong_runtime_fails_parity(setup):
-    export, inputs, reference = setup
-    entry = bench_runtime(
-        OffByOnePercent(export.metadata["threshold"]),
-        export,
-        inputs,
-        reference,
-        BenchConfig(timing_enabled=False),
-        1.0,
-        {},
-    )
-    assert entry["available"] and not entry["parity"]["passed"]
-    failed = {o["name"] for o in entry["parity"]["outputs"] if not o["passed"]}
-    assert {"features", "score"} <= failed
-
-
-def test_nan_always_fails(setup):
-    export, inputs, reference = setup
-    actual = {k: v.copy() for k, v in reference.items()}
-    actual["features"][0, 0] = np.nan
-    result = check_parity(actual, reference, inputs.labels, "bf16", export.metadata["threshold"])
-    assert not result["passed"]
-    assert not next(o for o in result["outputs"] if o["name"] == "features")["finite"]
-
-
-def test_unavailable_runtime_is_listed_with_its_reason(setup):
-    export, inputs, reference = setup
-
-    class Missing(Runtime):
-        name = "missing"
-
-        def unavailable(self):
-            return "not installed"
-
-        load = embed = pair = None
-
-    entry = bench_runtime(Missing(), export, inputs, reference, BenchConfig(), 1.0, {})
-    assert entry == {
-        "name": "missing",
-        "precision": "fp32",
-        "device": "cpu",
-        "available": False,
-        "reason": "not installed",
-    }
+    result = run_benchmark(cfg, log=lambda m: None, specs=specs)
+    segv, ort = result.runtimes
+    assert segv.status == "failed" and "SIGSEGV" in segv.error
+    assert ort.status == "ok" and ort.parity.passed and [t.batch for t in ort.timing] == [2]
 
 
 @pytest.fixture(scope="module")
@@ -125,30 +138,39 @@ def result(setup, tmp_path_factory):
         runtimes=["eager-fp32-cpu", "ort-cpu", "ort-cuda"],
         batches=[1, 2],
         timing=FAST_TIMING,
-        parity_pairs=8,
+        parity_pairs=0,
         random_pairs=4,
         save_inputs=tmp / "ref.npz",
     )
     return run_benchmark(cfg, log=lambda m: None), tmp / "ref.npz"
 
 
-def test_result_schema(result):
+def test_result_schema_round_trips(result):
     result, _ = result
-    assert result["schema"] == "siamese-bench/1" and result["passed"] is True
+    assert result.schema == SCHEMA and result.passed
+    assert result.flops_per_pair == 2 * flops_per_image(16)
+    assert "eager-fp32-cpu" in result.reference and "weights" in result.reference
     for key in ("cpu", "cores", "torch_threads", "gpu", "versions", "git_commit"):
-        assert key in result["machine"]
-    assert result["flops_per_pair"] == 2 * flops_per_image(16)
-    names = [r["name"] for r in result["runtimes"]]
-    assert names == ["eager-fp32-cpu", "ort-cpu", "ort-cuda"]
-    cuda = result["runtimes"][2]
-    assert cuda["available"] is False and "CUDAExecutionProvider" in cuda["reason"]
-    for entry in result["runtimes"][:2]:
-        assert [t["batch"] for t in entry["timing"]] == [1, 2]
-        for t in entry["timing"]:
-            assert set(t["latency_ms"]) == {"min", "median", "p90", "p99", "max"}
-            assert t["iterations"] == 3 and t["pairs_per_s"] > 0 and 0 < t["peak_share"]
-        assert entry["parity"]["passed"]
-    json.dumps(result)  # serialisable as is
+        assert key in result.machine
+    assert [r.name for r in result.runtimes] == ["eager-fp32-cpu", "ort-cpu", "ort-cuda"]
+    for entry in result.runtimes[:2]:
+        assert entry.status == "ok" and [t.batch for t in entry.timing] == [1, 2]
+        for t in entry.timing:
+            assert t.iterations == 4 and t.pairs_per_s > 0 and t.peak_share > 0 and t.first_call_ms > 0
+    assert all(p.label.startswith("torch GEMM") for p in result.peaks.values())
+    again = BenchResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
+
+
+def test_ort_cuda_status_is_the_environments_truth(result):
+    import onnxruntime
+
+    result, _ = result
+    cuda = result.runtimes[2]
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert cuda.status == "ok", cuda.error
+    else:
+        assert cuda.status == "unavailable" and "CUDAExecutionProvider" in cuda.reason
 
 
 def test_saved_reference_reloads_for_another_machine(result, setup):
@@ -156,70 +178,133 @@ def test_saved_reference_reloads_for_another_machine(result, setup):
     export, _, _ = setup
     cfg = BenchConfig(export=export.path, runtimes=["ort-cpu"], load_reference=ref_path, timing_enabled=False)
     again = run_benchmark(cfg, log=lambda m: None)
-    assert again["passed"] and "loaded from" in again["parity_inputs"]["reference"]
+    assert again.passed and "loaded from" in again.reference
 
 
-def test_compare_flags_a_planted_regression(result, tmp_path):
-    result, _ = result
-    baseline = json.loads(json.dumps(result))
-    for entry in baseline["runtimes"]:
-        for t in entry.get("timing") or []:
-            t["latency_ms"]["median"] /= 2  # the baseline was twice as fast
-    found = regressions(result, baseline, threshold=0.1)
-    assert len(found) == 4 and all("+" in f for f in found)
-    assert regressions(result, result, threshold=0.1) == []
-
-
-def test_cli_end_to_end_with_report_and_compare(setup, tmp_path):
+@pytest.mark.parametrize("graph", ["embedding", "pair"])
+def test_polygraphy_checks_the_onnx_artifacts_against_the_saved_reference(result, setup, graph):
+    """The field's own parity tool reads our saved inputs and outputs and agrees, and catches a wrong reference."""
+    _, ref_path = result
     export, _, _ = setup
-    args = [
-        "--export",
-        str(export.path),
-        "--runtimes",
-        "eager-fp32-cpu,ort-cpu",
-        "--batch",
-        "1,2",
-        "--iterations",
-        "3",
-        "--warmup",
-        "1",
-        "--warmup-seconds",
-        "0",
-        "--parity-pairs",
-        "4",
-        "--random-pairs",
-        "2",
-    ]
+    stem = ref_path.with_suffix("")
+    inputs, outputs = f"{stem}.{graph}.inputs.json", f"{stem}.{graph}.outputs.json"
+    polygraphy = str(Path(sys.executable).parent / "polygraphy")
+    command = [polygraphy, "run", str(export.path / f"{graph}.onnx"), "--onnxrt"]
+    command += ["--load-inputs", inputs, "--load-outputs", outputs, "--atol", "1e-4", "--rtol", "1e-4"]
+    ok = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert "PASSED" in ok.stdout + ok.stderr
+
+    from polygraphy.comparator import RunResults
+
+    wrong = RunResults.load(outputs)
+    for _, iterations in wrong.items():
+        for iteration in iterations:
+            for name in iteration.keys():
+                if iteration[name].dtype != np.bool_:
+                    iteration[name] = iteration[name] * 1.01
+    wrong.save(outputs + ".wrong.json")
+    command[command.index(outputs)] = outputs + ".wrong.json"
+    bad = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0
+
+
+def _timed(median, spread):
+    from bench.result import RuntimeResult, TimingResult
+
+    t = TimingResult(
+        1, 10, {"median": median, "min": median, "p90": median, "p99": median, "max": median}, spread, 1, 1, None, 1
+    )
+    return RuntimeResult("ort-cpu", "ok", {}, timing=[t])
+
+
+def test_compare_flags_only_changes_beyond_the_measured_noise(result):
+    result, _ = result
+    base = BenchResult.from_dict(result.to_dict())
+    base.runtimes = [_timed(10.0, 0.05)]
+    noisy, slower, failing = (BenchResult.from_dict(result.to_dict()) for _ in range(3))
+    noisy.runtimes = [_timed(11.5, 0.30)]  # +15% but the run itself varied by 30%
+    slower.runtimes = [_timed(15.0, 0.05)]  # +50% with 5% noise on both sides
+    failing.runtimes = [_timed(10.0, 0.05)]
+    failing.runtimes[0].status = "failed"
+    assert regressions(noisy, base, 0.10) == []
+    assert len(found := regressions(slower, base, 0.10)) == 1 and "+50%" in found[0]
+    assert "fails now" in regressions(failing, base, 0.10)[0]
+
+
+def test_the_design_card_sequence_works_on_an_onnx_only_export(tmp_path):
+    """siamese-export --format onnx, then siamese-bench: eager runs from the export's weights."""
+    from conftest import make_test_checkpoint
+
+    from siamese import cli
+
+    ckpt = make_test_checkpoint(tmp_path / "runs" / "lfw" / "contrastive" / "checkpoint.pt", "contrastive", 16)
+    (ckpt.parent / "summary.json").write_text("{}")
     runner = CliRunner()
-    ok = runner.invoke(bench_main, [*args, "--json", str(tmp_path / "b.json"), "--report", str(tmp_path / "rep")])
-    assert ok.exit_code == 0, ok.output
-    assert "| ort-cpu | 2 |" in ok.output
-    assert (tmp_path / "rep" / "report.md").is_file() and (tmp_path / "rep" / "bench.png").is_file()
-    baseline = json.loads((tmp_path / "b.json").read_text())
-    for entry in baseline["runtimes"]:
-        for t in entry["timing"]:
-            t["latency_ms"]["median"] /= 100
-    (tmp_path / "fast.json").write_text(json.dumps(baseline))
-    regressed = runner.invoke(bench_main, [*args, "--compare", str(tmp_path / "fast.json")])
-    assert regressed.exit_code == 1 and "regression" in regressed.output
-    bad = runner.invoke(bench_main, [*args, "--runtimes", "nope"])
-    assert bad.exit_code == 1 and "unknown runtime" in bad.output
+    exported = runner.invoke(
+        cli.export, ["--runs", str(tmp_path / "runs"), "--format", "onnx", "--out", str(tmp_path / "exports")]
+    )
+    assert exported.exit_code == 0, exported.output
+    args = ["--export", str(tmp_path / "exports" / "lfw-contrastive-fp32"), "--batch", "2"]
+    args += ["--runtimes", "eager-fp32-cpu,ort-cpu,torchscript-cpu", "--iterations", "2", "--repeats", "1"]
+    args += ["--warmup", "1", "--warmup-seconds", "0", "--random-pairs", "4", "--parity-pairs", "0"]
+    args += ["--json", str(tmp_path / "b.json"), "--report", str(tmp_path / "report")]
+    bench = runner.invoke(bench_cli, args)
+    assert bench.exit_code == 0, bench.output
+    assert "| ort-cpu | ok | 2 |" in bench.output and "| eager-fp32-cpu | ok | 2 |" in bench.output
+    assert "| torchscript-cpu | unavailable |" in bench.output and "no torchscript artifacts" in bench.output
+    assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "bench.png").is_file()
+    saved = BenchResult.from_dict(json.loads((tmp_path / "b.json").read_text()))
+    assert [r.status for r in saved.runtimes] == ["ok", "ok", "unavailable"]
 
 
-CPU_RUNTIMES = [n for n in RUNTIMES if not n.endswith(("cuda", "tensorrt"))]
+def test_cli_exits_non_zero_when_a_runtime_fails_and_still_writes_the_json(setup, tmp_path, monkeypatch):
+    import bench.harness
+    import siamese.runtimes
+
+    export, _, _ = setup
+    specs = {**RUNTIMES, "scaled-cpu": fake("Scaled", factor=1.05, claim="fp32")}
+    monkeypatch.setattr(siamese.runtimes, "RUNTIMES", specs)
+    monkeypatch.setattr(bench.harness, "RUNTIMES", specs)
+    monkeypatch.setattr(bench.cli, "RUNTIMES", specs)
+    args = ["--export", str(export.path), "--runtimes", "ort-cpu,scaled-cpu", "--no-timing"]
+    args += ["--random-pairs", "4", "--parity-pairs", "0", "--json", str(tmp_path / "b.json")]
+    out = CliRunner().invoke(bench_cli, args)
+    assert out.exit_code == 1 and "scaled-cpu failed: parity" in out.output, out.output
+    statuses = [r["status"] for r in json.loads((tmp_path / "b.json").read_text())["runtimes"]]
+    assert statuses == ["ok", "failed"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--runtimes", "nope"], "unknown runtime"),
+        (["--batch", "0,a"], "comma-separated list of integers"),
+        (["--batch", ","], "at least one positive integer"),
+        (["--tolerance", "rtol=abc"], "expected KEY=VALUE"),
+        (["--tolerance", "score=1e-3"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_options_are_refused_at_parse_time(args, message):
+    out = CliRunner().invoke(bench_cli, args)
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
+
+
+CPU_RUNTIMES = [n for n in RUNTIMES if n.endswith("-cpu")]
 
 
 @pytest.mark.parametrize("name", CPU_RUNTIMES)
 def test_benchmark_runtime(benchmark, setup, name):
     """pytest-benchmark figures for each CPU runtime at batch 8 (small network); no timed assertion."""
     export, inputs, _ = setup
-    runtime = create(name)
-    if runtime.unavailable():
-        pytest.skip(runtime.unavailable())
-    runtime.load(export)
-    call = runtime.timed_call(inputs.image_a[:8], inputs.image_b[:8])
+    runner = create(name)
+    if runner.unavailable(export):
+        pytest.skip(runner.unavailable(export))
+    runner.load(export, ("embedding", "pair"), [8])
+    call = runner.timed_call(inputs.image_a[:8], inputs.image_b[:8])
     call()  # compile / first-run work stays out of the figures
     benchmark(call)
+    runner.close()
 
 
 @pytest.mark.slow
@@ -242,5 +327,14 @@ def test_full_size_network_parity_on_real_pairs(tmp_path, lfw_dir):
         timing_enabled=False,
     )
     result = run_benchmark(cfg, log=lambda m: None)
-    assert result["passed"] and result["flops_per_pair"] == pytest.approx(6.62e9, rel=1e-3)
-    assert all(r["available"] for r in result["runtimes"])
+    assert result.passed and result.flops_per_pair == pytest.approx(6.62e9, rel=1e-3)
+    assert all(r.status == "ok" for r in result.runtimes)
+    assert "8 labelled pairs" in result.parity_inputs
+
+
+def test_unreadable_baseline_is_one_line(tmp_path):
+    from bench.harness import main
+
+    (tmp_path / "old.json").write_text('{"schema": "siamese-bench/1"}')
+    with pytest.raises(SiameseError, match="re-run siamese-bench --json"):
+        main(BenchConfig(baseline=tmp_path / "old.json"))

@@ -113,7 +113,7 @@ def test_manifest_lists_every_file(exported):
     manifest = json.loads((dest / "manifest.json").read_text())
     on_disk = {p.name for p in dest.iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
-    expected = {artifact_name(g, f) for g in GRAPHS for f in FORMATS_HERE}
+    expected = {artifact_name(g, f) for g in GRAPHS for f in FORMATS_HERE} | {WEIGHTS}
     assert expected <= on_disk
     for name, entry in manifest["files"].items():
         assert entry["size"] == (dest / name).stat().st_size and len(entry["sha256"]) == 64
@@ -157,7 +157,7 @@ def test_a_disagreeing_artifact_fails_the_export_and_leaves_nothing(tmp_path):
     graphs = graphs_from_checkpoint(load_checkpoint(ckpt))
     with torch.no_grad():
         graphs["embedding"].embedding[0].weight.mul_(1.01)  # the exported model is perturbed by 1%
-    with pytest.raises(SiameseError, match="failed verification.*embedding.onnx: features: max abs"):
+    with pytest.raises(SiameseError, match=r"failed verification.*onnx embedding\+pair: features: max abs"):
         export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], graphs=graphs, n_pairs=4, log=lambda m: None)
     assert list((tmp_path / "exports").iterdir()) == []
 
@@ -283,3 +283,33 @@ def test_force_replaces_an_export_whole(tmp_path):
     )
     assert first == second and ExportFolder.open(second).formats() == ["torchscript"]
     assert [p.name for p in (tmp_path / "exports").iterdir()] == [second.name]
+
+
+def test_weights_file_holds_tensors_only_and_rebuilds_the_checkpoint_model(exported):
+    from safetensors import safe_open
+
+    from siamese.deploy import graphs_from_weights
+
+    ckpt, dest, _ = exported
+    with safe_open(str(dest / WEIGHTS), "pt") as f:
+        assert f.metadata()["format"] == "siamese-weights"
+    rebuilt = graphs_from_weights(ExportFolder.open(dest))
+    original = graphs_from_checkpoint(load_checkpoint(ckpt))
+    a, b = random_images(3), random_images(3, seed=5)
+    with torch.inference_mode():
+        for graph in ("pair",):
+            got = rebuilt[graph](torch.from_numpy(a), torch.from_numpy(b))
+            want = original[graph](torch.from_numpy(a), torch.from_numpy(b))
+            assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_modified_weights_file_is_refused(exported, tmp_path):
+    from siamese.deploy import graphs_from_weights
+
+    _, dest, _ = exported
+    copy = shutil.copytree(dest, tmp_path / "copy")
+    data = bytearray((copy / WEIGHTS).read_bytes())
+    data[-10] ^= 0xFF
+    (copy / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(SiameseError, match="weights.safetensors: sha256 differs"):
+        graphs_from_weights(ExportFolder.open(copy))
