@@ -18,7 +18,7 @@ LAYERS = [
         for m in ("", ".base", ".torch_runner", ".eager", ".compiled", ".torchscript", ".pt2", ".ort")
     },
     {"siamese.export", "siamese.verify", "siamese.train"},
-    {"bench.result", "bench.machine", "bench.timing", "bench.report", "bench.harness", "bench"},
+    {"bench.result", "bench.machine", "bench.timing", "bench.report", "bench.harness", "bench.tolerances", "bench"},
     {"siamese.cli", "bench.cli"},
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
