@@ -37,13 +37,13 @@ class Tolerance:
         return self.atol + self.rtol
 
 
-# Measured on the trained 128x128 network against eager fp32 (README, "Parity"), with a margin
-# of about 3x: bf16 autocast reaches 0.9% of an output's scale, fp16 0.1%; TF32 rounds the
-# products to fp16's 10-bit mantissa but keeps fp32 activations, so fp16's bound covers it.
-# fp32 runtimes differ only by summation order (2e-6 measured).
+# Measured on the trained 128x128 network against eager fp32 (`python -m bench.tolerances`,
+# README "Parity"), with a margin of 3-4x: the largest error is 5.0e-3 of an output's scale in
+# bf16 autocast, 9.4e-4 in fp16 autocast and 2.5e-4 in emulated TF32; fp32 runtimes differ
+# only by summation order (5e-6 measured, ONNX Runtime against eager).
 TOLERANCES = {
     "fp32": Tolerance(atol=5e-5, rtol=5e-5, accuracy_delta=0.0),
-    "tf32": Tolerance(atol=3e-3, rtol=3e-3, accuracy_delta=0.005),
+    "tf32": Tolerance(atol=1e-3, rtol=1e-3, accuracy_delta=0.005),
     "fp16": Tolerance(atol=3e-3, rtol=3e-3, accuracy_delta=0.005),
     "bf16": Tolerance(atol=2e-2, rtol=2e-2, accuracy_delta=0.005),
 }

@@ -112,6 +112,7 @@ def save_weights(model: SiameseNet, path: Path) -> None:
     save_file(
         state, str(path), metadata={"format": "siamese-weights", "model_config": json.dumps(model.config.to_dict())}
     )
+    path.chmod(0o644)  # readable like the other artifacts (the file is created private)
 
 
 def graphs_from_weights(export: ExportFolder) -> dict[str, nn.Module]:
