@@ -53,6 +53,8 @@ def expected_unavailable(runner, export) -> bool:
         return not torch.cuda.is_available()
     if abilities.precision in ("fp16", "tf32"):  # CPU: autocast fp16 and TF32 are CUDA's
         return True
+    if abilities.precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return True  # no AVX-512 / AMX: oneDNN has no bf16 kernels
     return runner.name.startswith("compile") and not (shutil.which("c++") or shutil.which("g++"))
 
 
