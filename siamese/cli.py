@@ -163,3 +163,27 @@ def verify(images, export_dir, runtime, pairs_file, image_root, output, batch):
         click.echo(verifier.describe(r["score"], r["same"]))
     else:
         click.echo(verify_pair_file(verifier, pairs_file, image_root, output, batch))
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("source", type=click.Path(path_type=Path, exists=True))
+@click.option("--pairs", "pairs_file", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True)
+@click.option("--images", "image_root", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", help="for an export folder")
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="eval.json, roc.png, scores.png"
+)
+@user_errors
+def evaluate(source, pairs_file, image_root, runtime, out):
+    """Evaluate a checkpoint (.pt) or an export folder on any pair list (assignment, View 1, View 2)."""
+    from siamese.evaluate import evaluate as run_evaluation
+
+    r = run_evaluation(source, pairs_file, image_root, runtime, out)
+    far = ", ".join(f"TAR@FAR {k} {v:.4f}" for k, v in r.tar_at_far.items())
+    click.echo(
+        f"{r.variant} on {r.n_pairs} pairs of {pairs_file.name}: accuracy {r.accuracy:.4f} at the stored threshold "
+        f"{r.threshold:.4g} (best possible {r.best_accuracy:.4f} at {r.best_threshold:.4g}); AUC {r.auc:.4f}, "
+        f"EER {r.eer:.4f}, {far}"
+        + (f"; {len(r.folds['accuracies'])}-fold {r.folds['mean']:.4f} +- {r.folds['std']:.4f}" if r.folds else "")
+        + (f"; written to {out}" if out else "")
+    )

@@ -21,7 +21,8 @@ from siamese.augment import AugmentConfig, augment
 from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from siamese.data import DEFAULT_CACHE, Dataset, ImageBank, PairSet, find_lfw, load_lfw
 from siamese.errors import SiameseError
-from siamese.metrics import best_threshold, roc_curve, verification_metrics
+from siamese.evaluate import plot_roc
+from siamese.metrics import best_threshold, verification_metrics
 from siamese.model import SiameseNet, pair_loss
 from siamese.preprocess import NORMALIZATION, normalize, to_model_input
 from siamese.provenance import git_commit
@@ -174,23 +175,6 @@ def evaluate(model: SiameseNet, dataset: Dataset, device, batch_size: int = 64) 
     train = verification_metrics(train_scores, dataset.train.same.numpy(), threshold, model.higher_is_same)
     curves = {"test_scores": test_scores, "test_same": dataset.test.same.numpy()}
     return {"threshold": threshold, "test": test.to_dict(), "train": train.to_dict()}, curves
-
-
-def plot_roc(path: Path, scores, same, higher_is_same: bool, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fpr, tpr, _ = roc_curve(scores, same, higher_is_same)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot(fpr, tpr, lw=2, label="test pairs")
-    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="chance")
-    ax.set(xlabel="false accept rate", ylabel="true accept rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, threshold=None, summary=None):

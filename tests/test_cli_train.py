@@ -134,7 +134,7 @@ def test_fetch_without_network_fails_fast_and_names_data_option(tmp_path, monkey
     assert time.monotonic() - start < 5
 
 
-@pytest.mark.parametrize("command", [cli.train, cli.export, cli.verify, cli.data, bench_main])
+@pytest.mark.parametrize("command", [cli.train, cli.export, cli.verify, cli.evaluate, cli.data, bench_main])
 def test_every_console_script_answers_help(command):
     result = CliRunner().invoke(command, ["--help"])
     assert result.exit_code == 0 and "Usage:" in result.output

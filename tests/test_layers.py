@@ -17,7 +17,7 @@ LAYERS = [
         f"siamese.runtimes{m}"
         for m in ("", ".base", ".torch_runner", ".eager", ".compiled", ".torchscript", ".pt2", ".ort")
     },
-    {"siamese.export", "siamese.verify", "siamese.train"},
+    {"siamese.export", "siamese.verify", "siamese.train", "siamese.evaluate"},
     {"bench.result", "bench.machine", "bench.timing", "bench.report", "bench.harness", "bench.tolerances", "bench"},
     {"siamese.cli", "bench.cli"},
 ]

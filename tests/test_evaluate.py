@@ -1,0 +1,68 @@
+"""siamese-eval: figures on crafted scores, and end to end on a checkpoint and its export."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from siamese import cli
+from siamese.evaluate import Scored, fold_accuracies, metrics, tar_at_far
+
+
+def test_tar_at_far_takes_the_best_rate_within_the_false_accept_budget():
+    fpr = np.array([0.0, 0.001, 0.01, 0.02, 1.0])
+    tpr = np.array([0.0, 0.30, 0.60, 0.70, 1.0])
+    assert tar_at_far(fpr, tpr, 1e-2) == 0.60 and tar_at_far(fpr, tpr, 1e-3) == 0.30 and tar_at_far(fpr, tpr, 0) == 0
+
+
+def test_view2_folds_are_tested_at_a_threshold_chosen_on_the_other_folds():
+    # distances: fold 0 separates at 1.5, fold 1 at 3.5; each fold's threshold comes from the other
+    scores = np.array([1.0, 2.0, 3.0, 4.0])
+    same = np.array([True, False, True, False])
+    scored = Scored(scores, same, np.array([0, 0, 1, 1]), 2.5, False, "contrastive", "crafted")
+    folds = fold_accuracies(scored)
+    assert folds["accuracies"] == [0.5, 0.5] and folds["mean"] == 0.5
+    result = metrics(scored, "crafted.txt")
+    assert result.accuracy == 0.5 and result.best_accuracy == 0.75
+
+
+@pytest.fixture(scope="module")
+def view2_file(tmp_path_factory, lfw_dir):
+    """A View 2 file (2 folds x 3 same + 3 different) of real LFW test pairs."""
+    lines = (lfw_dir / "pairsDevTest.txt").read_text().splitlines()[1:]
+    same, different = lines[:6], lines[500:506]
+    body = same[:3] + different[:3] + same[3:] + different[3:]
+    path = tmp_path_factory.mktemp("view2") / "pairs.txt"
+    path.write_text("2\t3\n" + "\n".join(body) + "\n")
+    return path
+
+
+def test_eval_of_a_checkpoint_and_its_export_agree_and_write_json_and_plots(small_export, view2_file, tmp_path):
+    from conftest import LFW
+
+    from siamese.data import locate_lfw
+
+    ckpt, dest, _ = small_export("contrastive")
+    images = locate_lfw(LFW).image_root
+    runner = CliRunner()
+    results = {}
+    for name, source in (("export", dest), ("checkpoint", ckpt)):
+        out = tmp_path / name
+        args = [str(source), "--pairs", str(view2_file), "--images", str(images), "--out", str(out)]
+        done = runner.invoke(cli.evaluate, args)
+        assert done.exit_code == 0, done.output
+        assert "2-fold" in done.output and "TAR@FAR 0.001" in done.output
+        results[name] = json.loads((out / "eval.json").read_text())
+        assert (out / "roc.png").read_bytes()[:4] == b"\x89PNG" and (out / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    export, checkpoint = results["export"], results["checkpoint"]
+    assert export["n_pairs"] == 12 and len(export["folds"]["accuracies"]) == 2
+    assert set(export["tar_at_far"]) == {"0.01", "0.001"}
+    for key in ("accuracy", "best_accuracy", "auc", "eer"):
+        assert export[key] == pytest.approx(checkpoint[key], abs=1e-6), key
+
+
+def test_eval_refuses_what_is_neither_a_checkpoint_nor_an_export(tmp_path, view2_file):
+    (tmp_path / "folder").mkdir()
+    done = CliRunner().invoke(cli.evaluate, [str(tmp_path / "folder"), "--pairs", str(view2_file)])
+    assert done.exit_code == 1 and "neither a checkpoint file nor an export folder" in done.output
