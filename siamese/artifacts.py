@@ -43,6 +43,7 @@ class ExportMetadata:
     dtype: str
     normalization: dict
     graphs: dict  # graph -> {"inputs": [...], "outputs": [...]}
+    head: str = "concat"  # the bce head (siamese.model.HEADS); exports before heads existed have the spec's
     training: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict, repr=False)  # everything, as written
 
@@ -72,9 +73,15 @@ class ExportMetadata:
             dtype=dtype,
             normalization=need("normalization", dict),
             graphs=need("graphs", dict),
+            head=d.get("head", "concat"),
             training=d.get("training") or {},
             raw=d,
         )
+
+    @property
+    def name(self) -> str:
+        """The variant, and the head when it is not the spec's (as siamese.model.ModelConfig.name)."""
+        return self.variant if self.head == "concat" else f"{self.variant}-{self.head}"
 
     def inputs(self, graph: str) -> list[str]:
         return list(self.graphs[graph]["inputs"])

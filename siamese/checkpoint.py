@@ -138,7 +138,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> Checkpoint:
 
 
 def newest_checkpoints(runs: Path = Path("runs")) -> dict[str, Path]:
-    """The most recently written finished checkpoint of each variant under `runs/`."""
+    """The most recently written finished checkpoint of each model (variant and head) under `runs/`."""
     found: dict[str, Path] = {}
     for path in sorted(Path(runs).glob("*/*/checkpoint.pt"), key=lambda p: p.stat().st_mtime, reverse=True):
         variant = path.parent.name

@@ -8,12 +8,19 @@ import click
 
 from siamese.artifacts import FORMATS
 from siamese.errors import user_errors
-from siamese.model import VARIANTS
+from siamese.model import HEADS, VARIANTS
 from siamese.runtimes import RUNTIMES
 
 
 @click.command(context_settings={"show_default": True})
 @click.option("--variant", type=click.Choice([*VARIANTS, "both"]), default="both")
+@click.option(
+    "--head",
+    type=click.Choice(HEADS),
+    default="concat",
+    help="bce head: the spec's concat (at chance by construction, see README) or diff-prod, "
+    "Linear(concat(|f1 - f2|, f1 * f2))",
+)
 @click.option(
     "--data",
     type=click.Path(path_type=Path),

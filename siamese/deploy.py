@@ -61,11 +61,12 @@ class CompareGraph(nn.Module):
     def __init__(self, model: SiameseNet, threshold: float):
         super().__init__()
         self.head = model.head  # only the head: this graph carries no convolution weights
+        self.head_kind = model.config.head
         self.higher_is_same = model.higher_is_same
         self.register_buffer("threshold", torch.tensor(float(threshold)))
 
     def forward(self, features_a: torch.Tensor, features_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        score = to_score(self.head, compare_features(self.head, features_a, features_b))  # (N,)
+        score = to_score(self.head, compare_features(self.head, features_a, features_b, self.head_kind))  # (N,)
         same = score > self.threshold if self.higher_is_same else score < self.threshold
         return score, same
 
@@ -123,7 +124,7 @@ def graphs_from_weights(export: ExportFolder) -> dict[str, nn.Module]:
     if not export.has(WEIGHTS):
         raise SiameseError(f"{export.path}: has no {WEIGHTS} (written by siamese-export since 0.2); re-export it")
     meta = export.metadata
-    model = SiameseNet(meta.variant, meta.image_size, meta.margin)
+    model = SiameseNet(meta.variant, meta.image_size, meta.margin, meta.head)
     try:
         state = load_file(str(export.check(WEIGHTS)))
     except SafetensorError as exc:

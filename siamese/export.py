@@ -221,6 +221,7 @@ def build_metadata(ckpt: Checkpoint, checkpoint: Path, dtype: str) -> dict:
     summary = ckpt.summary or {}
     return {
         "variant": ckpt.variant,
+        "head": ckpt.model_config.head,
         "threshold": ckpt.threshold,
         "higher_is_same": ckpt.higher_is_same,
         "margin": ckpt.model_config.margin,
@@ -272,7 +273,7 @@ def export_checkpoint(
             "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"
         )
     ckpt = load_checkpoint(checkpoint)
-    name = name or f"{ckpt.data_set}-{ckpt.variant}-{dtype}"
+    name = name or f"{ckpt.data_set}-{ckpt.model_config.name}-{dtype}"
     dest = Path(out_root) / name
     if dest.exists() and not force:
         raise SiameseError(f"{dest} exists; pass --force to replace it")

@@ -13,6 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 VARIANTS = ("bce", "contrastive")
+# bce heads: "concat" is the spec's Linear(concat(f1, f2)); its logit is g(a) + h(b), which cannot
+# compare the two faces (README). "diff-prod" is Linear(concat(|f1 - f2|, f1 * f2)): the same
+# 2048 inputs and parameter count, one sigmoid node, but a function of how the features relate.
+HEADS = ("concat", "diff-prod")
 FEATURE_DIM = 1024
 
 
@@ -21,10 +25,15 @@ class ModelConfig:
     variant: str = "bce"
     image_size: int = 128  # square input; the flatten size follows from it
     margin: float = 1.0  # contrastive only
+    head: str = "concat"  # bce only: one of HEADS
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.variant != "bce" and self.head != "concat":
+            raise ValueError(f"the {self.head} head is a bce head; the contrastive variant compares distances")
         if self.image_size < 8 or self.image_size % 8:
             raise ValueError(f"image_size must be a multiple of 8 and at least 8, got {self.image_size}")
         if self.margin <= 0:
@@ -32,6 +41,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def name(self) -> str:
+        """The variant, and the head when it is not the spec's: what every output is labelled with."""
+        return self.variant if self.head == "concat" else f"{self.variant}-{self.head}"
 
 
 class EmbeddingNet(nn.Sequential):
@@ -72,11 +86,13 @@ def pair_distance(f1: torch.Tensor, f2: torch.Tensor, eps: float = 1e-12) -> tor
     return torch.sqrt(((f1 - f2) ** 2).sum(dim=1) + eps)
 
 
-def compare_features(head: nn.Linear | None, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+def compare_features(head: nn.Linear | None, f1: torch.Tensor, f2: torch.Tensor, kind: str = "concat") -> torch.Tensor:
     """The variant's raw output per pair: the BCE head's logit, or the L2 distance (no head)."""
-    if head is not None:
-        return head(torch.cat([f1, f2], dim=1)).squeeze(1)  # (N,) logits
-    return pair_distance(f1, f2)  # (N,) distances
+    if head is None:
+        return pair_distance(f1, f2)  # (N,) distances
+    if kind == "diff-prod":
+        return head(torch.cat([(f1 - f2).abs(), f1 * f2], dim=1)).squeeze(1)  # (N,) logits, symmetric in a, b
+    return head(torch.cat([f1, f2], dim=1)).squeeze(1)  # (N,) logits
 
 
 def to_score(head: nn.Linear | None, raw: torch.Tensor) -> torch.Tensor:
@@ -92,15 +108,15 @@ class SiameseNet(nn.Module):
     a probability of "same person" (bce) or the distance itself (contrastive).
     """
 
-    def __init__(self, variant: str = "bce", image_size: int = 128, margin: float = 1.0):
+    def __init__(self, variant: str = "bce", image_size: int = 128, margin: float = 1.0, head: str = "concat"):
         super().__init__()
-        self.config = ModelConfig(variant, image_size, margin)
+        self.config = ModelConfig(variant, image_size, margin, head)
         self.embedding = EmbeddingNet(image_size)
         self.head = nn.Linear(2 * FEATURE_DIM, 1) if variant == "bce" else None
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> SiameseNet:
-        return cls(config.variant, config.image_size, config.margin)
+        return cls(config.variant, config.image_size, config.margin, config.head)
 
     @property
     def variant(self) -> str:
@@ -110,7 +126,7 @@ class SiameseNet(nn.Module):
         return self.embedding(images)  # (N, 1024)
 
     def compare(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
-        return compare_features(self.head, f1, f2)
+        return compare_features(self.head, f1, f2, self.config.head)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         features = self.embed(torch.cat([a, b]))  # (2N, 1024): one pass keeps BN statistics shared

@@ -1,6 +1,6 @@
 """Training and evaluation, torchvision-references style: plain functions and `main(cfg)`.
 
-One run trains one variant and writes, under `<out>/<data set>/<variant>/`:
+One run trains one variant and writes, under `<out>/<data set>/<variant>[-<head>]/`:
 `checkpoint.pt` (every epoch, atomically), `metrics.jsonl` (one line per epoch),
 `roc.png` and `summary.json` (after the final evaluation).
 """
@@ -23,7 +23,7 @@ from siamese.data import DEFAULT_CACHE, Dataset, ImageBank, PairSet, find_lfw, l
 from siamese.errors import SiameseError
 from siamese.evaluate import plot_roc
 from siamese.metrics import best_threshold, verification_metrics
-from siamese.model import SiameseNet, pair_loss
+from siamese.model import ModelConfig, SiameseNet, pair_loss
 from siamese.preprocess import NORMALIZATION, normalize, to_model_input
 from siamese.provenance import git_commit
 
@@ -40,6 +40,7 @@ SYNTHETIC_BANNER = """
 @dataclass
 class TrainConfig:
     variant: str = "bce"
+    head: str = "concat"  # bce only: the spec's "concat" or "diff-prod" (siamese.model.HEADS)
     data: str | None = None  # LFW folder or .tgz; None: look in the usual places, else synthetic
     synthetic: bool = False  # force the built-in synthetic set
     train_pairs: str | None = None
@@ -194,7 +195,7 @@ def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, t
 
 
 def run_dir(cfg: TrainConfig, dataset_name: str) -> Path:
-    return Path(cfg.out) / dataset_name / cfg.variant
+    return Path(cfg.out) / dataset_name / ModelConfig(cfg.variant, head=cfg.head).name
 
 
 def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
@@ -203,7 +204,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     image_size = dataset.bank.images.shape[1]
-    model = SiameseNet(cfg.variant, image_size, cfg.margin).to(device)
+    model = SiameseNet(cfg.variant, image_size, cfg.margin, cfg.head).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out = run_dir(cfg, dataset.name)
     ckpt_path = out / "checkpoint.pt"
@@ -228,6 +229,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     for epoch in range(start_epoch, cfg.epochs + 1):
         stats = {
             "variant": cfg.variant,
+            "head": model.config.head,
             "data_set": dataset.name,
             **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch),
         }
@@ -245,6 +247,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         "split": f"train: {dataset.info.get('train_pairs', 'synthetic train identities')}; "
         f"test: {dataset.info.get('test_pairs', 'synthetic test identities')}",
         "variant": cfg.variant,
+        "head": model.config.head,
         "image_size": image_size,
         "accuracy": results["test"]["accuracy"],
         "threshold": results["threshold"],
@@ -269,25 +272,30 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         curves["test_scores"],
         curves["test_same"],
         model.higher_is_same,
-        f"{cfg.variant} on {dataset.name}: AUC {summary['auc']:.3f}",
+        f"{model.config.name} on {dataset.name}: AUC {summary['auc']:.3f}",
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
 def results_table(summaries: list[dict]) -> str:
-    header = "| data set | variant | epochs | test accuracy | AUC | EER | threshold | wall time |"
-    rows = [header, "|---|---|---|---|---|---|---|---|"]
+    header = "| data set | variant | head | epochs | test accuracy | AUC | EER | threshold | wall time |"
+    rows = [header, "|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         rows.append(
-            f"| {s['data_set']} | {s['variant']} | {s['epochs']} | {s['accuracy']:.4f} | {s['auc']:.4f} | "
+            f"| {s['data_set']} | {s['variant']} | {s['head'] if s['variant'] == 'bce' else '-'} | {s['epochs']} | "
+            f"{s['accuracy']:.4f} | {s['auc']:.4f} | "
             f"{s['eer']:.4f} | {s['threshold']:.4g} | {s['wall_time_s']:.0f} s |"
         )
     return "\n".join(rows)
 
 
 def main(cfg: TrainConfig, variants: list[str]) -> list[dict]:
+    if cfg.head != "concat" and "bce" not in variants:
+        raise SiameseError(f"--head {cfg.head} is a bce head; the contrastive variant compares distances")
     dataset = load_dataset(cfg)
-    summaries = [train_variant(replace(cfg, variant=v), dataset) for v in variants]
+    summaries = [
+        train_variant(replace(cfg, variant=v, head=cfg.head if v == "bce" else "concat"), dataset) for v in variants
+    ]
     print(results_table(summaries))
     return summaries

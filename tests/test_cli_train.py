@@ -36,7 +36,9 @@ def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
     assert ckpt.epoch == 2 and ckpt.threshold == summary["threshold"]
     assert ckpt.normalization.mean == (0.5, 0.5, 0.5) and ckpt.variant == variant
     assert ckpt.optimizer and ckpt.rng and ckpt.config["variant"] == variant
-    assert "SYNTHETIC" in result.output and f"| synthetic | {variant} | 2 |" in result.output
+    head = "concat" if variant == "bce" else "-"
+    assert "SYNTHETIC" in result.output and f"| synthetic | {variant} | {head} | 2 |" in result.output
+    assert summary["head"] == "concat"
 
 
 def test_resume_continues_from_the_last_epoch(trained):
@@ -164,3 +166,28 @@ def test_without_lfw_training_falls_back_to_synthetic_loudly(monkeypatch, capsys
     dataset = siamese.train.load_dataset(siamese.train.TrainConfig(image_size=16))
     assert dataset.name == "synthetic" and dataset.bank.images.shape[1:] == (16, 16, 3)
     assert "NO LFW FOUND" in capsys.readouterr().err
+
+
+def test_the_diff_prod_head_is_trained_exported_and_named_everywhere(tmp_path):
+    from siamese.artifacts import ExportFolder
+    from siamese.export import export_checkpoint
+
+    out = tmp_path / "runs"
+    args = [*FAST, "--variant", "bce", "--head", "diff-prod", "--epochs", "1", "--out", str(out)]
+    result = CliRunner().invoke(cli.train, args)
+    assert result.exit_code == 0, result.output
+    run = out / "synthetic" / "bce-diff-prod"
+    assert "| synthetic | bce | diff-prod | 1 |" in result.output
+    assert json.loads((run / "summary.json").read_text())["head"] == "diff-prod"
+    assert load_checkpoint(run / "checkpoint.pt").model_config.head == "diff-prod"
+    dest, checks = export_checkpoint(
+        run / "checkpoint.pt", tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None
+    )
+    assert dest.name == "synthetic-bce-diff-prod-fp32" and all(c.passed for c in checks)
+    assert ExportFolder.open(dest).metadata.head == "diff-prod"
+
+
+def test_a_head_for_contrastive_is_refused_before_any_work(tmp_path):
+    args = [*FAST, "--variant", "contrastive", "--head", "diff-prod", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli.train, args)
+    assert result.exit_code == 1 and "bce head" in result.output and not any(tmp_path.iterdir())

@@ -150,3 +150,30 @@ def test_bce_head_on_concatenated_features_is_additively_separable():
         lhs = model(a1, b1) + model(a2, b2)
         rhs = model(a1, b2) + model(a2, b1)
     assert torch.allclose(lhs, rhs, atol=1e-5)
+
+
+def test_diff_prod_head_compares_the_two_faces():
+    """The second bce head: same parameter count, symmetric in a and b, and not a sum of
+    one term per image, so it can tell whether the two faces match."""
+    torch.manual_seed(0)
+    spec, compared = SiameseNet("bce", 16, head="concat"), SiameseNet("bce", 16, head="diff-prod")
+    assert count_parameters(spec) == count_parameters(compared)
+    compared.load_state_dict(spec.state_dict())  # the same weights: only how they are applied differs
+    compared.eval()
+    a1, a2, b1, b2 = (torch.randn(1, 3, 16, 16) * 3 for _ in range(4))
+    with torch.no_grad():
+        assert torch.allclose(compared(a1, b1), compared(b1, a1), atol=1e-6)
+        lhs = compared(a1, b1) + compared(a2, b2)
+        rhs = compared(a1, b2) + compared(a2, b1)
+    assert (lhs - rhs).abs().item() > 1e-4  # the spec head's identity holds to 1e-6
+    assert compared.config.name == "bce-diff-prod" and spec.config.name == "bce"
+
+
+def test_heads_belong_to_bce_only():
+    from siamese.model import ModelConfig
+
+    with pytest.raises(ValueError, match="bce head"):
+        ModelConfig("contrastive", 16, head="diff-prod")
+    with pytest.raises(ValueError, match="unknown head"):
+        ModelConfig("bce", 16, head="sum")
+    assert ModelConfig(**{"variant": "bce", "image_size": 16, "margin": 1.0}).head == "concat"  # older checkpoints
