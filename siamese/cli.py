@@ -46,6 +46,13 @@ from siamese.runtimes import RUNTIMES
     "0 trains on the training list itself",
 )
 @click.option("--limit-pairs", type=click.IntRange(min=2), default=None, help="use only this many pairs of each list")
+@click.option(
+    "--val-identities",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    help="share of training identities (people) held out to choose the threshold on; 0: use the training pairs",
+)
+@click.option("--val-pairs", type=click.IntRange(min=2), default=1000, help="validation pairs drawn among them")
 @click.option("--seed", type=int, default=0)
 @click.option("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
 @click.option(

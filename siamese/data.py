@@ -14,7 +14,7 @@ import shutil
 import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -221,9 +221,39 @@ class Dataset:
     # identity -> bank rows, for training identities only: the pool extra training pairs come from
     train_identities: dict[str, torch.Tensor]
     info: dict = field(default_factory=dict)
+    # pairs of held-out training identities (people the network never trains on), for every
+    # choice made during training: the decision threshold above all; None: no split
+    val: PairSet | None = None
 
     def draw_pairs(self, n: int, generator: torch.Generator) -> PairSet:
         return draw_pairs(self.train_identities, n, generator)
+
+    def split_validation(self, fraction: float, n_pairs: int, seed: int = 0) -> Dataset:
+        """Hold out `fraction` of the training identities (people, not images) and draw `n_pairs`
+        balanced validation pairs among them; training keeps only the other identities."""
+        if not 0 < fraction < 1:
+            raise SiameseError(f"validation fraction must be between 0 and 1, got {fraction}")
+        g = torch.Generator().manual_seed(seed)
+        people = list(self.train_identities)
+        order = torch.randperm(len(people), generator=g).tolist()
+        n_val = round(fraction * len(people))
+        held = {people[i] for i in order[:n_val]}
+        val_ids = {p: rows for p, rows in self.train_identities.items() if p in held}
+        if n_val < 2 or not any(len(r) >= 2 for r in val_ids.values()) or n_val == len(people):
+            raise SiameseError(
+                f"a validation split of {fraction:.0%} of {len(people)} training identities leaves too few people "
+                "on one side (it needs two, one with two images, and some left to train on)"
+            )
+        kept = {p: rows for p, rows in self.train_identities.items() if p not in held}
+        kept_rows = torch.cat(list(kept.values()))
+        in_kept = torch.isin(self.train.a, kept_rows) & torch.isin(self.train.b, kept_rows)
+        train = PairSet(self.train.a[in_kept], self.train.b[in_kept], self.train.same[in_kept])
+        info = {
+            **self.info,
+            "validation": f"{len(held)} of {len(people)} training identities held out, {n_pairs} pairs (seed {seed})",
+            "n_train_identities": len(kept),
+        }
+        return replace(self, train=train, train_identities=kept, info=info, val=draw_pairs(val_ids, n_pairs, g))
 
 
 def _person_images(root: Path, person: str) -> list[str]:

@@ -38,7 +38,8 @@ def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
     assert ckpt.optimizer and ckpt.rng and ckpt.config["variant"] == variant
     head = "concat" if variant == "bce" else "-"
     assert "SYNTHETIC" in result.output and f"| synthetic | {variant} | {head} | 2 |" in result.output
-    assert summary["head"] == "concat"
+    assert summary["head"] == "concat" and summary["threshold_on"] == "validation pairs"
+    assert 0 <= summary["val_accuracy"] <= 1 and "held out" in summary["data"]["validation"]
 
 
 def test_resume_continues_from_the_last_epoch(trained):

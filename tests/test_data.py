@@ -137,3 +137,20 @@ def test_image_bank_decodes_each_key_once(tmp_path):
     bank = ImageBank.decode(root, ["Ann/Ann_0001.jpg", "Ann/Ann_0001.jpg", "Bob/Bob_0002.jpg"], 8)
     assert bank.images.shape == (2, 8, 8, 3)
     assert bank.indices(["Bob/Bob_0002.jpg", "Ann/Ann_0001.jpg"]).tolist() == [1, 0]
+
+
+def test_validation_holds_out_people_not_images():
+    ds = make_synthetic(image_size=16, n_train_identities=40, n_test_identities=10, n_train_pairs=300, seed=1)
+    split = ds.split_validation(0.25, 200, seed=0)
+    held = set(ds.train_identities) - set(split.train_identities)
+    assert len(held) == 10 and len(split.train_identities) == 30
+    held_rows = torch.cat([ds.train_identities[p] for p in held])
+    kept_rows = torch.cat(list(split.train_identities.values()))
+    assert torch.isin(split.val.a, held_rows).all() and torch.isin(split.val.b, held_rows).all()
+    assert not torch.isin(split.train.a, held_rows).any() and not torch.isin(split.train.b, held_rows).any()
+    assert torch.isin(split.train.a, kept_rows).all() and len(split.train) < len(ds.train)
+    assert len(split.val) == 200 and int(split.val.same.sum()) == 100
+    drawn = split.draw_pairs(500, torch.Generator().manual_seed(0))
+    assert not torch.isin(torch.cat([drawn.a, drawn.b]), held_rows).any()
+    with pytest.raises(SiameseError, match="too few people"):
+        ds.split_validation(0.01, 10)
