@@ -150,6 +150,11 @@ def evaluate(
         raise SiameseError(f"{source}: neither a checkpoint file nor an export folder")
     folds = [p.fold for p in pairs]
     scored.folds = None if any(f is None for f in folds) else np.array(folds)
+    return report(scored, pairs_file, out)
+
+
+def report(scored: Scored, pairs_file, out: Path | None = None) -> Evaluation:
+    """The figures of scored pairs; with `out`, also eval.json, roc.png and scores.png there."""
     result = metrics(scored, pairs_file)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +193,7 @@ def plot_histogram(path: Path, scored: Scored, title: str) -> None:
     ax.hist(scored.scores[scored.same], bins=bins, alpha=0.6, label="same person")
     ax.hist(scored.scores[~scored.same], bins=bins, alpha=0.6, label="different people")
     ax.axvline(scored.threshold, color="black", lw=1, label=f"stored threshold {scored.threshold:.4g}")
-    ax.set(xlabel="probability" if scored.variant == "bce" else "distance", ylabel="pairs", title=title)
+    ax.set(xlabel="probability" if scored.higher_is_same else "distance", ylabel="pairs", title=title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -21,7 +21,7 @@ from siamese.augment import AugmentConfig, augment
 from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from siamese.data import DEFAULT_CACHE, Dataset, ImageBank, PairSet, find_lfw, load_lfw
 from siamese.errors import SiameseError
-from siamese.evaluate import plot_roc
+from siamese.evaluate import Scored, report
 from siamese.metrics import best_threshold, verification_metrics
 from siamese.model import ModelConfig, SiameseNet, pair_loss
 from siamese.preprocess import NORMALIZATION, normalize, to_model_input
@@ -286,16 +286,19 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         "config": cfg.to_dict(),
         "data": dataset.info,
     }
+    scored = Scored(
+        curves["test_scores"],
+        curves["test_same"].astype(bool),
+        None,
+        results["threshold"],
+        model.higher_is_same,
+        model.config.name,
+        f"checkpoint {ckpt_path}",
+    )
+    summary["tar_at_far"] = report(scored, dataset.info.get("test_pairs", "synthetic test pairs"), out).tar_at_far
     save_checkpoint(
         ckpt_path,
         make_checkpoint(model, optimizer, len(history), cfg, g, dataset.info, history, results["threshold"], summary),
-    )
-    plot_roc(
-        out / "roc.png",
-        curves["test_scores"],
-        curves["test_same"],
-        model.higher_is_same,
-        f"{model.config.name} on {dataset.name}: AUC {summary['auc']:.3f}",
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -31,7 +31,12 @@ def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
     assert summary["data_set"] == "synthetic" and summary["variant"] == variant
     for key in ("accuracy", "threshold", "auc", "eer", "epochs", "wall_time_s", "git_commit", "split"):
         assert key in summary
-    assert (run / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / "roc.png").read_bytes()[:4] == b"\x89PNG" and (run / "scores.png").read_bytes()[:4] == b"\x89PNG"
+    evaluation = json.loads((run / "eval.json").read_text())  # siamese-eval's figures on the test pairs
+    assert evaluation["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-6) and set(summary["tar_at_far"]) == {
+        "0.01",
+        "0.001",
+    }
     ckpt = load_checkpoint(run / "checkpoint.pt")
     assert ckpt.epoch == 2 and ckpt.threshold == summary["threshold"]
     assert ckpt.normalization.mean == (0.5, 0.5, 0.5) and ckpt.variant == variant
