@@ -16,7 +16,7 @@ from torch import nn
 from siamese.artifacts import WEIGHTS, ExportFolder
 from siamese.checkpoint import Checkpoint
 from siamese.errors import SiameseError
-from siamese.model import SiameseNet, compare_features, to_score
+from siamese.model import ModelConfig, SiameseNet, compare_features, to_score
 from siamese.preprocess import Normalization
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -105,14 +105,12 @@ def graphs_from_checkpoint(ckpt: Checkpoint, dtype: str = "fp32") -> dict[str, n
     return build_graphs(ckpt.build_model(), ckpt.normalization, ckpt.threshold, dtype)
 
 
-def save_weights(model: SiameseNet, path: Path) -> None:
-    """The network's fp32 weights as tensors only, so loading them can never run code."""
+def save_weights(state_dict: dict, config: ModelConfig, path: Path) -> None:
+    """A network's fp32 weights as tensors only, so loading them can never run code."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items() if v.is_floating_point()}
-    save_file(
-        state, str(path), metadata={"format": "siamese-weights", "model_config": json.dumps(model.config.to_dict())}
-    )
+    state = {k: v.detach().float().contiguous() for k, v in state_dict.items() if v.is_floating_point()}
+    save_file(state, str(path), metadata={"format": "siamese-weights", "model_config": json.dumps(config.to_dict())})
     path.chmod(0o644)  # readable like the other artifacts (the file is created private)
 
 

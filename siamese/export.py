@@ -25,12 +25,12 @@ import torch
 from siamese.artifacts import FORMATS, GRAPHS, MANIFEST, METADATA, WEIGHTS, ExportFolder, artifact_name
 from siamese.checkpoint import Checkpoint, load_checkpoint, newest_checkpoints
 from siamese.compare import ParityResult
-from siamese.data import find_lfw, locate_lfw, random_pairs, sample_pairs
+from siamese.data import find_lfw, locate_lfw, sample_pairs
 from siamese.deploy import INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint, save_weights
 from siamese.errors import SiameseError
 from siamese.files import sha256_file
 from siamese.model import FEATURE_DIM
-from siamese.parity import ParityInputs, check_compare_graph, check_runner
+from siamese.parity import ParityInputs, check_compare_graph, check_runner, with_random_pairs
 from siamese.provenance import git_commit
 
 ONNX_OPSET = 18
@@ -140,13 +140,7 @@ def verification_inputs(ckpt: Checkpoint, n_pairs: int = 32, n_random: int = 8, 
     """Real labelled test pairs of the checkpoint's data set (LFW or synthetic) plus seeded random images."""
     size = ckpt.model_config.image_size
     a, b, labels, source = _real_test_pairs(ckpt, size, n_pairs, seed)
-    ra, rb = random_pairs(n_random, size, seed)
-    return ParityInputs(
-        np.concatenate([a, ra]),
-        np.concatenate([b, rb]),
-        np.concatenate([labels, np.full(n_random, -1, np.int8)]).astype(np.int8),
-        f"{source} + {n_random} seeded random pairs",
-    )
+    return with_random_pairs(a, b, labels, source, n_random, size, seed)
 
 
 def _real_test_pairs(ckpt: Checkpoint, size: int, n: int, seed: int):
@@ -286,7 +280,7 @@ def export_checkpoint(
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.partial-"))
     try:
         notes = {}
-        save_weights(ckpt.build_model(), tmp / WEIGHTS)
+        save_weights(ckpt.model, ckpt.model_config, tmp / WEIGHTS)
         for fmt in formats:
             for graph in GRAPHS:
                 file = artifact_name(graph, fmt)

@@ -46,6 +46,11 @@ def parity_inputs(
         a = b = np.zeros((0, image_size, image_size, 3), np.uint8)
         labels = np.zeros(0, np.int8)
         source = "no labelled pairs (no LFW found; pass --pairs)"
+    return with_random_pairs(a, b, labels, source, n_random, image_size, seed)
+
+
+def with_random_pairs(a, b, labels, source: str, n_random: int, image_size: int, seed: int = 0) -> ParityInputs:
+    """Labelled pairs followed by `n_random` seeded noise pairs (label -1)."""
     ra, rb = random_pairs(n_random, image_size, seed)
     return ParityInputs(
         np.concatenate([a, ra]),
