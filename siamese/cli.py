@@ -8,7 +8,7 @@ import click
 
 from siamese.artifacts import FORMATS
 from siamese.errors import user_errors
-from siamese.model import HEADS, VARIANTS
+from siamese.model import HEADS, NEGATIVES, VARIANTS
 from siamese.runtimes import RUNTIMES
 
 
@@ -33,10 +33,28 @@ from siamese.runtimes import RUNTIMES
 @click.option("--test-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
 @click.option("--image-size", type=int, default=None, help="default 128 on LFW (the spec), 32 on synthetic")
 @click.option("--epochs", type=click.IntRange(min=1), default=10)
-@click.option("--batch-size", type=click.IntRange(min=2), default=32, help="pairs per step")
-@click.option("--lr", type=float, default=1e-4)
-@click.option("--weight-decay", type=float, default=0.0)
-@click.option("--margin", type=float, default=1.0, help="contrastive margin")
+@click.option(
+    "--sampling",
+    type=click.Choice(["identity", "pairs"]),
+    default="identity",
+    help="identity: P x K batches of training people, loss over every pair in a batch; pairs: fixed pairs",
+)
+@click.option("--identities-per-batch", type=click.IntRange(min=2), default=24, help="P (identity sampling)")
+@click.option("--images-per-identity", type=click.IntRange(min=2), default=4, help="K (identity sampling)")
+@click.option(
+    "--negatives",
+    type=click.Choice(NEGATIVES),
+    default="all",
+    help="identity sampling: every different-person pair, or the hardest ones (as many as same pairs)",
+)
+@click.option("--batch-size", type=click.IntRange(min=2), default=32, help="pairs per step (pair sampling)")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, help="peak learning rate (AdamW)")
+@click.option(
+    "--warmup", type=click.FloatRange(0, 1, max_open=True), default=0.05, help="share of the run warming up the LR"
+)
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", help="LR after warm-up")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, help="decoupled (AdamW)")
+@click.option("--margin", type=click.FloatRange(min=0, min_open=True), default=1.0, help="contrastive margin")
 @click.option("--augment/--no-augment", default=True)
 @click.option(
     "--pairs-per-epoch",

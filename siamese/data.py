@@ -213,6 +213,50 @@ def draw_pairs(by_identity: dict[str, torch.Tensor], n: int, generator: torch.Ge
 
 
 @dataclass
+class IdentityBatch:
+    """Bank rows of one training step and whose face each is: every pair inside is a training pair."""
+
+    rows: torch.Tensor  # (B,) long
+    identity: torch.Tensor  # (B,) long, equal values = same person
+
+
+def identity_batches(
+    by_identity: dict[str, torch.Tensor], per_batch: int, per_identity: int, generator: torch.Generator
+) -> list[IdentityBatch]:
+    """One epoch of P x K batches covering every image of the given identities once.
+
+    Each identity's images are shuffled and cut into groups of at most K = `per_identity`
+    (a lone leftover image joins the previous group, so no group of a multi-image person is
+    a singleton); a batch takes P = `per_batch` random groups. People with one image come as
+    groups of one: they only ever form different-person pairs.
+    """
+    if per_identity < 2 or per_batch < 2:
+        raise SiameseError(
+            f"identity batches need P >= 2 identities and K >= 2 images, got {per_batch} x {per_identity}"
+        )
+    groups: list[tuple[torch.Tensor, int]] = []
+    for label, rows in enumerate(by_identity.values()):
+        rows = rows[torch.randperm(len(rows), generator=generator)]
+        cuts = list(range(0, len(rows), per_identity))
+        if len(cuts) > 1 and len(rows) - cuts[-1] == 1:
+            cuts.pop()
+        groups += [(chunk, label) for chunk in torch.tensor_split(rows, cuts[1:])]
+    order = torch.randperm(len(groups), generator=generator).tolist()
+    batches = []
+    for start in range(0, len(order), per_batch):
+        chosen = [groups[i] for i in order[start : start + per_batch]]
+        if len(chosen) < 2:
+            break
+        batches.append(
+            IdentityBatch(
+                torch.cat([rows for rows, _ in chosen]),
+                torch.cat([torch.full((len(rows),), label) for rows, label in chosen]),
+            )
+        )
+    return batches
+
+
+@dataclass
 class Dataset:
     name: str  # "lfw" or "synthetic"
     bank: ImageBank
@@ -227,6 +271,9 @@ class Dataset:
 
     def draw_pairs(self, n: int, generator: torch.Generator) -> PairSet:
         return draw_pairs(self.train_identities, n, generator)
+
+    def identity_batches(self, per_batch: int, per_identity: int, generator: torch.Generator) -> list[IdentityBatch]:
+        return identity_batches(self.train_identities, per_batch, per_identity, generator)
 
     def split_validation(self, fraction: float, n_pairs: int, seed: int = 0) -> Dataset:
         """Hold out `fraction` of the training identities (people, not images) and draw `n_pairs`

@@ -142,16 +142,50 @@ class SiameseNet(nn.Module):
         return self.head is not None
 
 
-def contrastive_loss(distance: torch.Tensor, same: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+def contrastive_loss(
+    distance: torch.Tensor, same: torch.Tensor, margin: float = 1.0, reduce: bool = True
+) -> torch.Tensor:
     """L = y*D^2 + (1-y)*max(0, m - D)^2, averaged over the batch (y = 1: same person)."""
     same = same.to(distance.dtype)
-    return (same * distance**2 + (1 - same) * F.relu(margin - distance) ** 2).mean()
+    loss = same * distance**2 + (1 - same) * F.relu(margin - distance) ** 2
+    return loss.mean() if reduce else loss
+
+
+def pair_losses(model: SiameseNet, raw: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    """The variant's loss of each pair, (N,): BCE on the logit, or the contrastive loss on the distance."""
+    if model.variant == "bce":
+        return F.binary_cross_entropy_with_logits(raw, same.to(raw.dtype), reduction="none")
+    return contrastive_loss(raw, same, model.config.margin, reduce=False)
 
 
 def pair_loss(model: SiameseNet, raw: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
-    if model.variant == "bce":
-        return F.binary_cross_entropy_with_logits(raw, same.to(raw.dtype))
-    return contrastive_loss(raw, same, model.config.margin)
+    return pair_losses(model, raw, same).mean()
+
+
+NEGATIVES = ("all", "hard")
+
+
+def all_pairs_loss(
+    model: SiameseNet, features: torch.Tensor, identity: torch.Tensor, negatives: str = "all"
+) -> torch.Tensor:
+    """The variant's loss over every pair of a batch of B embedded images, (B, 1024) -> scalar.
+
+    The B(B-1)/2 pairs hold far more different-person pairs than same-person ones, so the two
+    kinds are averaged apart and weighted equally. negatives="hard" keeps, of the different
+    pairs, only the ones the model finds most alike, as many as there are same pairs.
+    """
+    if negatives not in NEGATIVES:
+        raise ValueError(f"unknown negatives {negatives!r}; choose one of {', '.join(NEGATIVES)}")
+    i, j = torch.triu_indices(len(identity), len(identity), offset=1, device=features.device)
+    raw = model.compare(features[i], features[j]).float()  # (P,) logits or distances
+    same = identity[i] == identity[j]
+    losses = pair_losses(model, raw, same.long())
+    positive, negative = losses[same], losses[~same]
+    if negatives == "hard" and len(positive):
+        alike = raw[~same] if model.higher_is_same else -raw[~same]
+        negative = negative[alike.topk(min(len(positive), len(negative))).indices]
+    parts = [part.mean() for part in (positive, negative) if len(part)]
+    return torch.stack(parts).mean()
 
 
 def count_parameters(model: nn.Module) -> int:

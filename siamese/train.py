@@ -8,6 +8,7 @@ One run trains one variant and writes, under `<out>/<data set>/<variant>[-<head>
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -19,11 +20,11 @@ from tqdm import tqdm
 
 from siamese.augment import AugmentConfig, augment
 from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from siamese.data import DEFAULT_CACHE, Dataset, ImageBank, PairSet, find_lfw, load_lfw
+from siamese.data import DEFAULT_CACHE, Dataset, IdentityBatch, ImageBank, PairSet, find_lfw, load_lfw
 from siamese.errors import SiameseError
 from siamese.evaluate import Scored, report
 from siamese.metrics import best_threshold, verification_metrics
-from siamese.model import ModelConfig, SiameseNet, pair_loss
+from siamese.model import ModelConfig, SiameseNet, all_pairs_loss, pair_loss
 from siamese.preprocess import NORMALIZATION, normalize, to_model_input
 from siamese.provenance import git_commit
 
@@ -47,12 +48,20 @@ class TrainConfig:
     test_pairs: str | None = None
     image_size: int | None = None  # None: 128 for LFW (the spec), 32 for synthetic
     epochs: int = 10
-    batch_size: int = 32  # pairs per step (2x images through the network)
-    lr: float = 1e-4
+    # "identity": P x K batches of training people, the loss over every pair inside a batch;
+    # "pairs": fixed pairs (the training list, or pairs drawn anew each epoch), batch_size per step
+    sampling: str = "identity"
+    identities_per_batch: int = 24  # P (groups of one person's images; a batch holds about 60 images)
+    images_per_identity: int = 4  # K
+    negatives: str = "all"  # identity sampling: every different pair, or "hard": the most alike ones
+    batch_size: int = 32  # pair sampling: pairs per step (2x images through the network)
+    lr: float = 1e-4  # peak learning rate of AdamW
+    warmup: float = 0.05  # share of the run over which the learning rate rises linearly from 0
+    schedule: str = "cosine"  # after warm-up: "cosine" decay to 0, or "constant"
     weight_decay: float = 0.0
     margin: float = 1.0
     augment: bool = True
-    pairs_per_epoch: int | None = None  # None: as many as the training pair list; 0: only that list
+    pairs_per_epoch: int | None = None  # pair sampling; None: as many as the training list; 0: that list
     limit_pairs: int | None = None  # keep only this many pairs of each list (quick runs)
     val_identities: float = 0.1  # share of training identities held out for validation; 0: none
     val_pairs: int = 1000  # balanced pairs drawn among the held-out identities
@@ -118,47 +127,85 @@ def epoch_pairs(dataset: Dataset, cfg: TrainConfig, g: torch.Generator) -> PairS
     return PairSet(pairs.a[order], pairs.b[order], pairs.same[order])
 
 
+def epoch_batches(dataset: Dataset, cfg: TrainConfig, g: torch.Generator) -> list[PairSet | IdentityBatch]:
+    if cfg.sampling == "identity":
+        return dataset.identity_batches(cfg.identities_per_batch, cfg.images_per_identity, g)
+    pairs = epoch_pairs(dataset, cfg, g)
+    # a batch of one would break BatchNorm's training statistics
+    starts = [i for i in range(0, len(pairs), cfg.batch_size) if len(pairs) - i >= 2]
+    return [
+        PairSet(pairs.a[i : i + cfg.batch_size], pairs.b[i : i + cfg.batch_size], pairs.same[i : i + cfg.batch_size])
+        for i in starts
+    ]
+
+
+def batch_loss(model, batch: PairSet | IdentityBatch, bank: ImageBank, cfg: TrainConfig, device, aug, g):
+    """(loss, number of pairs it averages) of one training step."""
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
+    if isinstance(batch, IdentityBatch):
+        images = pair_batch(bank, batch.rows, device, aug, g)
+        with autocast:
+            features = model.embed(images)
+        n = len(batch.rows)
+        return all_pairs_loss(model, features.float(), batch.identity.to(device), cfg.negatives), n * (n - 1) // 2
+    a = pair_batch(bank, batch.a, device, aug, g)
+    b = pair_batch(bank, batch.b, device, aug, g)
+    with autocast:
+        raw = model(a, b)
+    return pair_loss(model, raw.float(), batch.same.to(device)), len(batch)
+
+
+def learning_rate(cfg: TrainConfig, progress: float) -> float:
+    """Linear warm-up over the first `cfg.warmup` of the run, then cosine decay to 0 (or constant)."""
+    if progress < cfg.warmup:
+        return cfg.lr * progress / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    rest = (progress - cfg.warmup) / max(1 - cfg.warmup, 1e-12)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(rest, 1.0)))
+
+
 def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device, g, epoch: int) -> dict:
     model.train()
-    pairs = epoch_pairs(dataset, cfg, g)
+    batches = epoch_batches(dataset, cfg, g)
     aug = AugmentConfig() if cfg.augment else None
-    total_loss, seen, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(
-        range(0, len(pairs), cfg.batch_size),
-        desc=f"{model.variant} epoch {epoch}",
-        unit="batch",
-        leave=False,
-        disable=None,
-    )
-    for i in bar:
-        # a batch of one would break BatchNorm's training statistics
-        if len(pairs) - i < 2:
-            break
-        sl = slice(i, i + cfg.batch_size)
-        a = pair_batch(dataset.bank, pairs.a[sl], device, aug, g)
-        b = pair_batch(dataset.bank, pairs.b[sl], device, aug, g)
-        same = pairs.same[sl].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-            raw = model(a, b)
-        loss = pair_loss(model, raw.float(), same)
+    total_loss, seen, images, start = 0.0, 0, 0, time.perf_counter()
+    bar = tqdm(batches, desc=f"{model.config.name} epoch {epoch}", unit="batch", leave=False, disable=None)
+    for step, batch in enumerate(bar):
+        lr = learning_rate(cfg, (epoch - 1 + step / len(batches)) / cfg.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, n_pairs = batch_loss(model, batch, dataset.bank, cfg, device, aug, g)
         if not torch.isfinite(loss):
-            raise SiameseError(
-                f"{model.variant}: loss became {loss.item()} at epoch {epoch}, batch {i // cfg.batch_size}"
-            )
+            raise SiameseError(f"{model.variant}: loss became {loss.item()} at epoch {epoch}, batch {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * len(same)
-        seen += len(same)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", pairs_per_s=f"{seen / (time.perf_counter() - start):.1f}")
+        total_loss += loss.item() * n_pairs
+        seen += n_pairs
+        images += len(batch.rows) if isinstance(batch, IdentityBatch) else 2 * len(batch)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", images_per_s=f"{images / (time.perf_counter() - start):.1f}")
     elapsed = time.perf_counter() - start
     return {
         "epoch": epoch,
         "train_loss": total_loss / max(seen, 1),
         "pairs": seen,
-        "pairs_per_s": seen / elapsed,
+        "images": images,
+        "images_per_s": images / elapsed,
+        "lr_end": lr,
         "epoch_s": elapsed,
     }
+
+
+def validate(model: SiameseNet, dataset: Dataset, device, batch_size: int = 64) -> dict:
+    """Accuracy (at the validation pairs' own best threshold) and AUC on the held-out people."""
+    if dataset.val is None:
+        return {}
+    scores = predict(model, dataset.bank, dataset.val, device, batch_size)
+    same = dataset.val.same.numpy()
+    threshold = best_threshold(scores, same, model.higher_is_same)
+    figures = verification_metrics(scores, same, threshold, model.higher_is_same)
+    return {"val_accuracy": figures.accuracy, "val_auc": figures.auc}
 
 
 @torch.no_grad()
@@ -227,7 +274,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     g = torch.Generator().manual_seed(cfg.seed)
     image_size = dataset.bank.images.shape[1]
     model = SiameseNet(cfg.variant, image_size, cfg.margin, cfg.head).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out = run_dir(cfg, dataset.name)
     ckpt_path = out / "checkpoint.pt"
     history, start_epoch = [], 1
@@ -254,13 +301,15 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
             "head": model.config.head,
             "data_set": dataset.name,
             **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch),
+            **validate(model, dataset, device, cfg.eval_batch_size),
         }
         history.append(stats)
+        save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset.info, history))
+        # after the checkpoint: a run killed in between logs no epoch that a resume would train again
         line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()})
         print(line, flush=True)
         with open(metrics_log, "a") as f:
             f.write(line + "\n")
-        save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset.info, history))
 
     eval_started = time.perf_counter()
     results, curves = evaluate(model, dataset, device, cfg.eval_batch_size)

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from bench.cli import main as bench_main
 from siamese import cli
 from siamese.checkpoint import load_checkpoint, save_checkpoint
+from siamese.train import TrainConfig, learning_rate
 
 FAST = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32"]
 
@@ -27,6 +28,8 @@ def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert all(x["data_set"] == "synthetic" and x["train_loss"] > 0 for x in lines)
+    assert all(0 <= x["val_accuracy"] <= 1 and 0 <= x["val_auc"] <= 1 for x in lines)  # chosen on validation
+    assert lines[-1]["lr_end"] < 1e-6 < lines[0]["lr_end"]  # the cosine ends near zero
     summary = json.loads((run / "summary.json").read_text())
     assert summary["data_set"] == "synthetic" and summary["variant"] == variant
     for key in ("accuracy", "threshold", "auc", "eer", "epochs", "wall_time_s", "git_commit", "split"):
@@ -197,3 +200,20 @@ def test_a_head_for_contrastive_is_refused_before_any_work(tmp_path):
     args = [*FAST, "--variant", "contrastive", "--head", "diff-prod", "--out", str(tmp_path)]
     result = CliRunner().invoke(cli.train, args)
     assert result.exit_code == 1 and "bce head" in result.output and not any(tmp_path.iterdir())
+
+
+def test_fixed_pair_sampling_trains_on_the_requested_pairs(tmp_path):
+    result = CliRunner().invoke(
+        cli.train, [*FAST, "--variant", "bce", "--epochs", "1", "--sampling", "pairs", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = (tmp_path / "synthetic" / "bce" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(line)["pairs"] == 256 and json.loads(line)["images"] == 512
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    cfg = TrainConfig(lr=1e-3, warmup=0.1)
+    assert learning_rate(cfg, 0.0) == 0 and learning_rate(cfg, 0.05) == pytest.approx(5e-4)
+    assert learning_rate(cfg, 0.1) == pytest.approx(1e-3) and learning_rate(cfg, 0.55) == pytest.approx(5e-4)
+    assert learning_rate(cfg, 1.0) == pytest.approx(0, abs=1e-12)
+    assert learning_rate(TrainConfig(lr=1e-3, warmup=0.1, schedule="constant"), 0.9) == 1e-3

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from siamese.data import ImageBank, draw_pairs, extract_archive, load_lfw, locate_lfw
+from siamese.data import ImageBank, draw_pairs, extract_archive, identity_batches, load_lfw, locate_lfw
 from siamese.errors import SiameseError
 from siamese.synthetic import make_synthetic
 
@@ -154,3 +154,27 @@ def test_validation_holds_out_people_not_images():
     assert not torch.isin(torch.cat([drawn.a, drawn.b]), held_rows).any()
     with pytest.raises(SiameseError, match="too few people"):
         ds.split_validation(0.01, 10)
+
+
+def test_identity_batches_cover_every_image_once_in_groups_of_one_person():
+    sizes = {"solo": 1, "pair": 2, "five": 5, "many": 13, "other": 1, "trio": 3}
+    by_identity, start = {}, 0
+    for name, n in sizes.items():
+        by_identity[name] = torch.arange(start, start + n)
+        start += n
+    owner = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes.values())])
+    batches = identity_batches(by_identity, per_batch=3, per_identity=4, generator=torch.Generator().manual_seed(1))
+    rows = torch.cat([b.rows for b in batches])
+    assert sorted(rows.tolist()) == list(range(start))  # every image exactly once
+    for batch in batches:
+        assert torch.equal(owner[batch.rows], batch.identity)  # labels are the true people
+        groups = batch.identity.unique_consecutive(return_counts=True)[1]
+        assert len(groups) <= 3 and groups.max() <= 4 + 1  # P groups of at most K (+ a merged leftover)
+    for name in ("pair", "five", "many", "trio"):  # a person with several images never comes alone
+        counts = [(b.identity == list(sizes).index(name)).sum().item() for b in batches]
+        assert min(c for c in counts if c) >= 2
+
+
+def test_identity_batches_refuse_groups_too_small_to_pair():
+    with pytest.raises(SiameseError, match="K >= 2"):
+        identity_batches({"a": torch.arange(3)}, per_batch=4, per_identity=1, generator=torch.Generator())

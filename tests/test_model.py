@@ -1,10 +1,13 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from siamese.model import (
+    FEATURE_DIM,
     EmbeddingNet,
     SiameseNet,
+    all_pairs_loss,
     contrastive_loss,
     count_parameters,
     pair_distance,
@@ -177,3 +180,33 @@ def test_heads_belong_to_bce_only():
     with pytest.raises(ValueError, match="unknown head"):
         ModelConfig("bce", 16, head="sum")
     assert ModelConfig(**{"variant": "bce", "image_size": 16, "margin": 1.0}).head == "concat"  # older checkpoints
+
+
+def test_all_pairs_loss_weighs_same_and_different_pairs_equally():
+    model = SiameseNet("contrastive", 8, margin=3.0)
+    features = torch.tensor([[0.0, 0], [1, 0], [0, 2], [4, 0]])
+    identity = torch.tensor([0, 0, 1, 2])
+    # same: (0,1) D=1 -> 1. different: (0,2) D=2 -> 1, (0,3) 4 -> 0, (1,2) sqrt5 -> (3-sqrt5)^2,
+    # (1,3) 3 -> 0, (2,3) sqrt20 -> 0
+    different = [1.0, 0.0, (3 - 5**0.5) ** 2, 0.0, 0.0]
+    expected = 0.5 * 1.0 + 0.5 * sum(different) / 5
+    assert all_pairs_loss(model, features, identity).item() == pytest.approx(expected, rel=1e-5)
+    # hard negatives: as many as same pairs (one), the most alike = the closest, (0,2)
+    assert all_pairs_loss(model, features, identity, "hard").item() == pytest.approx(0.5 * 1 + 0.5 * 1, rel=1e-5)
+    # no same pair in the batch: the six different pairs alone, (0,1) now one of them: (3 - 1)^2
+    alone = all_pairs_loss(model, features, torch.arange(4))
+    assert alone.item() == pytest.approx((4 + 1 + (3 - 5**0.5) ** 2) / 6, rel=1e-5)
+
+
+def test_all_pairs_loss_hard_negatives_of_bce_are_the_highest_logits():
+    model = SiameseNet("bce", 8, head="diff-prod")
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.weight[0, FEATURE_DIM] = 1.0  # logit = f1[0] * f2[0]
+        model.head.bias.zero_()
+    features = torch.zeros(4, FEATURE_DIM)
+    features[:, 0] = torch.tensor([1.0, 1.0, 3.0, -2.0])
+    identity = torch.tensor([0, 0, 1, 2])
+    # logits: same (0,1) 1; different (0,2) 3, (0,3) -2, (1,2) 3, (1,3) -2, (2,3) -6; the hardest is 3
+    expected = 0.5 * F.softplus(torch.tensor(-1.0)) + 0.5 * F.softplus(torch.tensor(3.0))
+    assert all_pairs_loss(model, features, identity, "hard").item() == pytest.approx(expected.item(), rel=1e-5)
