@@ -18,7 +18,7 @@ install: $(BIN)/python
 	$(BIN)/pip install -e ".[$(ORT),dev]"
 
 train: install
-	$(BIN)/siamese-train --variant both $(ARGS)
+	$(BIN)/siamese-train --variant both --head diff-prod $(ARGS)
 
 export: install
 	$(BIN)/siamese-export --format all $(ARGS)

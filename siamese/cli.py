@@ -10,6 +10,7 @@ from siamese.artifacts import FORMATS
 from siamese.errors import user_errors
 from siamese.model import HEADS, NEGATIVES, VARIANTS
 from siamese.runtimes import RUNTIMES
+from siamese.train import TrainConfig
 
 
 @click.command(context_settings={"show_default": True})
@@ -32,29 +33,52 @@ from siamese.runtimes import RUNTIMES
 @click.option("--train-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
 @click.option("--test-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
 @click.option("--image-size", type=int, default=None, help="default 128 on LFW (the spec), 32 on synthetic")
-@click.option("--epochs", type=click.IntRange(min=1), default=10)
+@click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs)
 @click.option(
     "--sampling",
     type=click.Choice(["identity", "pairs"]),
-    default="identity",
+    default=TrainConfig.sampling,
     help="identity: P x K batches of training people, loss over every pair in a batch; pairs: fixed pairs",
 )
-@click.option("--identities-per-batch", type=click.IntRange(min=2), default=24, help="P (identity sampling)")
-@click.option("--images-per-identity", type=click.IntRange(min=2), default=4, help="K (identity sampling)")
+@click.option(
+    "--identities-per-batch",
+    type=click.IntRange(min=2),
+    default=TrainConfig.identities_per_batch,
+    help="P (identity sampling)",
+)
+@click.option(
+    "--images-per-identity",
+    type=click.IntRange(min=2),
+    default=TrainConfig.images_per_identity,
+    help="K (identity sampling)",
+)
 @click.option(
     "--negatives",
     type=click.Choice(NEGATIVES),
-    default="all",
+    default=TrainConfig.negatives,
     help="identity sampling: every different-person pair, or the hardest ones (as many as same pairs)",
 )
-@click.option("--batch-size", type=click.IntRange(min=2), default=32, help="pairs per step (pair sampling)")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, help="peak learning rate (AdamW)")
 @click.option(
-    "--warmup", type=click.FloatRange(0, 1, max_open=True), default=0.05, help="share of the run warming up the LR"
+    "--batch-size", type=click.IntRange(min=2), default=TrainConfig.batch_size, help="pairs per step (pair sampling)"
 )
-@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", help="LR after warm-up")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, help="decoupled (AdamW)")
-@click.option("--margin", type=click.FloatRange(min=0, min_open=True), default=1.0, help="contrastive margin")
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, help="peak learning rate (AdamW)"
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=TrainConfig.warmup,
+    help="share of the run warming up the LR",
+)
+@click.option(
+    "--schedule", type=click.Choice(["cosine", "constant"]), default=TrainConfig.schedule, help="LR after warm-up"
+)
+@click.option(
+    "--weight-decay", type=click.FloatRange(min=0), default=TrainConfig.weight_decay, help="decoupled (AdamW)"
+)
+@click.option(
+    "--margin", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.margin, help="contrastive margin"
+)
 @click.option("--augment/--no-augment", default=True)
 @click.option(
     "--pairs-per-epoch",
@@ -67,11 +91,13 @@ from siamese.runtimes import RUNTIMES
 @click.option(
     "--val-identities",
     type=click.FloatRange(0, 1, max_open=True),
-    default=0.1,
+    default=TrainConfig.val_identities,
     help="share of training identities (people) held out to choose the threshold on; 0: use the training pairs",
 )
-@click.option("--val-pairs", type=click.IntRange(min=2), default=1000, help="validation pairs drawn among them")
-@click.option("--seed", type=int, default=0)
+@click.option(
+    "--val-pairs", type=click.IntRange(min=2), default=TrainConfig.val_pairs, help="validation pairs drawn among them"
+)
+@click.option("--seed", type=int, default=TrainConfig.seed)
 @click.option("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
 @click.option(
     "--amp",
@@ -85,7 +111,7 @@ from siamese.runtimes import RUNTIMES
 @user_errors
 def train(variant, data, synthetic, out, cache, **options):
     """Train the siamese network (one or both variants) and evaluate it on the test pairs."""
-    from siamese.train import TrainConfig, main
+    from siamese.train import main
 
     cfg = TrainConfig(
         data=str(data) if data else None,
