@@ -325,6 +325,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         "threshold": results["threshold"],
         "threshold_on": results["threshold_on"],
         "val_accuracy": results.get("val", {}).get("accuracy"),
+        "val_auc": results.get("val", {}).get("auc"),
         "auc": results["test"]["auc"],
         "eer": results["test"]["eer"],
         "train_accuracy": results.get("train", {}).get("accuracy"),
@@ -355,13 +356,21 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
 
 
 def results_table(summaries: list[dict]) -> str:
-    header = "| data set | variant | head | epochs | test accuracy | AUC | EER | threshold | wall time |"
-    rows = [header, "|---|---|---|---|---|---|---|---|---|"]
+    def figure(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    header = (
+        "| data set | variant | head | epochs | val accuracy | val AUC | test accuracy | AUC | EER "
+        "| TAR@FAR 1e-2 | TAR@FAR 1e-3 | threshold | wall time |"
+    )
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for s in summaries:
+        far = s.get("tar_at_far", {})
         rows.append(
             f"| {s['data_set']} | {s['variant']} | {s['head'] if s['variant'] == 'bce' else '-'} | {s['epochs']} | "
-            f"{s['accuracy']:.4f} | {s['auc']:.4f} | "
-            f"{s['eer']:.4f} | {s['threshold']:.4g} | {s['wall_time_s']:.0f} s |"
+            f"{figure(s.get('val_accuracy'))} | {figure(s.get('val_auc'))} | {s['accuracy']:.4f} | {s['auc']:.4f} | "
+            f"{s['eer']:.4f} | {figure(far.get('0.01'))} | {figure(far.get('0.001'))} | {s['threshold']:.4g} | "
+            f"{s['wall_time_s']:.0f} s |"
         )
     return "\n".join(rows)
 
