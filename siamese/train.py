@@ -141,19 +141,20 @@ def epoch_batches(dataset: Dataset, cfg: TrainConfig, g: torch.Generator) -> lis
 
 
 def batch_loss(model, batch: PairSet | IdentityBatch, bank: ImageBank, cfg: TrainConfig, device, aug, g):
-    """(loss, number of pairs it averages) of one training step."""
+    """(loss, pairs it averages, images it embedded) of one training step."""
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
     if isinstance(batch, IdentityBatch):
         images = pair_batch(bank, batch.rows, device, aug, g)
         with autocast:
             features = model.embed(images)
         n = len(batch.rows)
-        return all_pairs_loss(model, features.float(), batch.identity.to(device), cfg.negatives), n * (n - 1) // 2
+        loss = all_pairs_loss(model, features.float(), batch.identity.to(device), cfg.negatives)
+        return loss, n * (n - 1) // 2, n
     a = pair_batch(bank, batch.a, device, aug, g)
     b = pair_batch(bank, batch.b, device, aug, g)
     with autocast:
         raw = model(a, b)
-    return pair_loss(model, raw.float(), batch.same.to(device)), len(batch)
+    return pair_loss(model, raw.float(), batch.same.to(device)), len(batch), 2 * len(batch)
 
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
@@ -171,12 +172,13 @@ def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device
     batches = epoch_batches(dataset, cfg, g)
     aug = AugmentConfig() if cfg.augment else None
     total_loss, seen, images, start = 0.0, 0, 0, time.perf_counter()
+    lr = optimizer.param_groups[0]["lr"]
     bar = tqdm(batches, desc=f"{model.config.name} epoch {epoch}", unit="batch", leave=False, disable=None)
     for step, batch in enumerate(bar):
         lr = learning_rate(cfg, (epoch - 1 + step / len(batches)) / cfg.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, n_pairs = batch_loss(model, batch, dataset.bank, cfg, device, aug, g)
+        loss, n_pairs, n_images = batch_loss(model, batch, dataset.bank, cfg, device, aug, g)
         if not torch.isfinite(loss):
             raise SiameseError(f"{model.variant}: loss became {loss.item()} at epoch {epoch}, batch {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -184,7 +186,7 @@ def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device
         optimizer.step()
         total_loss += loss.item() * n_pairs
         seen += n_pairs
-        images += len(batch.rows) if isinstance(batch, IdentityBatch) else 2 * len(batch)
+        images += n_images
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", images_per_s=f"{images / (time.perf_counter() - start):.1f}")
     elapsed = time.perf_counter() - start
     return {
