@@ -9,25 +9,12 @@ import click
 from bench.harness import BenchConfig
 from bench.harness import main as bench_main
 from bench.timing import TimingConfig
+from siamese.artifacts import ExportPolicy
 from siamese.errors import user_errors
+from siamese.options import FiniteFloat, IntList, OutputFile, policy_options
 from siamese.runtimes import RUNTIMES
 
 TOLERANCE_KEYS = ("atol", "rtol", "accuracy_delta")
-
-
-class IntList(click.ParamType):
-    name = "N[,N...]"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        try:
-            values = [int(x) for x in str(value).split(",") if x.strip()]
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
-        if not values or min(values) < 1:
-            self.fail(f"{value!r}: give at least one positive integer", param, ctx)
-        return values
 
 
 class NameList(click.ParamType):
@@ -73,11 +60,9 @@ def _tolerances(ctx, param, items) -> dict[str, float]:
     help="export folder; default the newest under exports/, else the newest checkpoint exported now",
 )
 @click.option("--warmup", type=click.IntRange(min=0), default=3, help="warm-up iterations (at least)")
-@click.option("--warmup-seconds", type=click.FloatRange(min=0), default=1.0, help="warm-up duration (at least)")
+@click.option("--warmup-seconds", type=FiniteFloat(min=0), default=1.0, help="warm-up duration (at least)")
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="timed iterations per repeat")
-@click.option(
-    "--duration", type=click.FloatRange(min=0), default=3.0, help="seconds of timed calls per runtime and batch"
-)
+@click.option("--duration", type=FiniteFloat(min=0), default=3.0, help="seconds of timed calls per runtime and batch")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, help="timing repeats; their spread is the noise")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (torch and ONNX Runtime)")
 @click.option("--flush-denormal", is_flag=True, help="PyTorch CPU: flush denormal floats to zero")
@@ -98,7 +83,7 @@ def _tolerances(ctx, param, items) -> dict[str, float]:
 )
 @click.option(
     "--save-inputs",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=OutputFile(".npz"),
     default=None,
     help="write inputs and reference outputs: FILE.npz and Polygraphy JSON beside it",
 )
@@ -107,7 +92,7 @@ def _tolerances(ctx, param, items) -> dict[str, float]:
 )
 @click.option("--no-timing", is_flag=True, help="parity only")
 @click.option("--isolate", is_flag=True, help="run every runtime in its own child process")
-@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option("--json", "json_path", type=OutputFile(".json"), default=None)
 @click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option(
     "--compare",
@@ -116,13 +101,15 @@ def _tolerances(ctx, param, items) -> dict[str, float]:
     default=None,
     help="a --json of an earlier run: exit non-zero on a regression beyond its noise",
 )
-@click.option("--regression-threshold", type=click.FloatRange(min=0), default=0.10, help="allowed median growth")
+@click.option("--regression-threshold", type=FiniteFloat(min=0), default=0.10, help="allowed median growth")
+@policy_options
 @user_errors
-def main(warmup, warmup_seconds, iterations, duration, repeats, no_timing, **options):
+def main(warmup, warmup_seconds, iterations, duration, repeats, no_timing, trust_export, verify_key, **options):
     """Benchmark exported siamese models across runtimes: parity, latency and throughput."""
     timing = TimingConfig(warmup, warmup_seconds, iterations, duration, repeats)
+    policy = ExportPolicy.from_options(trust_export, verify_key)
     bench_main(
-        BenchConfig(timing=timing, timing_enabled=not no_timing, **options),
+        BenchConfig(timing=timing, timing_enabled=not no_timing, policy=policy, **options),
         echo=click.echo,
         log=lambda m: click.echo(m, err=True),
     )

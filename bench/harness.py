@@ -25,7 +25,7 @@ from bench.machine import machine_info
 from bench.report import header, regressions, table, write_report
 from bench.result import BenchResult, Peak, RuntimeResult
 from bench.timing import TimingConfig, measure, peak_gflops, summarize
-from siamese.artifacts import ExportFolder, newest_export
+from siamese.artifacts import ExportFolder, ExportPolicy, newest_export
 from siamese.checkpoint import newest_checkpoints, untrained_checkpoint
 from siamese.errors import SiameseError
 from siamese.model import flops_per_image
@@ -58,6 +58,7 @@ class BenchConfig:
     report_dir: Path | None = None
     baseline: Path | None = None  # a --json of an earlier run: fail on a regression beyond its noise
     regression_threshold: float = 0.10
+    policy: ExportPolicy = field(default_factory=ExportPolicy)  # may code-carrying artifacts load; signing key
 
 
 def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
@@ -68,18 +69,21 @@ def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
     """
     from siamese.export import export_checkpoint
 
+    own = ExportPolicy(trust_code=True, key=cfg.policy.key)  # what this process exports from a weights-only checkpoint
     if cfg.export:
-        return ExportFolder.open(cfg.export), "given export"
+        return ExportFolder.open(cfg.export, cfg.policy), "given export"
     try:
-        return ExportFolder.open(newest_export(cfg.exports_root)), "newest export"
+        return ExportFolder.open(newest_export(cfg.exports_root), cfg.policy), "newest export"
     except SiameseError:
         pass
     checkpoints = newest_checkpoints(cfg.runs_root)
     if checkpoints:
         path = next(iter(checkpoints.values()))
         log(f"no export found: exporting the newest checkpoint {path}")
-        dest, _ = export_checkpoint(path, cfg.exports_root, formats=("onnx", "torchscript", "pt2"), log=log)
-        return ExportFolder.open(dest), "newest checkpoint, exported now"
+        dest, _ = export_checkpoint(
+            path, cfg.exports_root, formats=("onnx", "torchscript", "pt2"), log=log, key=cfg.policy.key
+        )
+        return ExportFolder.open(dest, own), "newest checkpoint, exported now"
     log("NO EXPORT AND NO CHECKPOINT: benchmarking an UNTRAINED network (random weights)")
     ckpt = untrained_checkpoint(cfg.runs_root / "untrained" / "contrastive" / "checkpoint.pt", "contrastive")
     dest, _ = export_checkpoint(
@@ -89,8 +93,9 @@ def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
         formats=("onnx", "torchscript", "pt2"),
         force=True,
         log=log,
+        key=cfg.policy.key,
     )
-    return ExportFolder.open(dest), "UNTRAINED random weights"
+    return ExportFolder.open(dest, own), "UNTRAINED random weights"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -152,9 +157,9 @@ def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Pea
     return result
 
 
-def _child(name, spec, export_path, inputs, reference, cfg, peak, flops, conn):
+def _child(name, spec, export_path, policy, inputs, reference, cfg, peak, flops, conn):
     runner = spec.create(name, cfg.threads)
-    result = bench_runtime(runner, ExportFolder.open(export_path), inputs, reference, cfg, peak, flops)
+    result = bench_runtime(runner, ExportFolder.open(export_path, policy), inputs, reference, cfg, peak, flops)
     conn.send(result.to_dict())
     conn.close()
 
@@ -164,7 +169,9 @@ def bench_isolated(name: str, spec: RunnerSpec, export, inputs, reference, cfg, 
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(
-        target=_child, args=(name, spec, str(export.path), inputs, reference, cfg, peak, flops, send), daemon=True
+        target=_child,
+        args=(name, spec, str(export.path), export.policy, inputs, reference, cfg, peak, flops, send),
+        daemon=True,
     )
     child.start()
     send.close()
@@ -243,11 +250,12 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
             "threshold": export.metadata.threshold,
             "training": export.metadata.training,
             "formats": export.formats(),
+            "signature": "verified" if export.key else "not checked",
         },
         flops_per_pair=flops,
         parity_inputs=inputs.source,
         reference=reference_from,
-        settings=json.loads(json.dumps(asdict(cfg), default=str)),
+        settings=json.loads(json.dumps({**asdict(cfg), "policy": cfg.policy.describe()}, default=str)),
         peaks=peaks,
     )
     steps = len(cfg.batches) * len(runnable) if cfg.timing_enabled else 0

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from siamese.artifacts import FORMATS
-from siamese.errors import user_errors
+from siamese.artifacts import FORMATS, ExportPolicy, path_component, read_key
+from siamese.errors import SiameseError, user_errors
 from siamese.model import HEADS, NEGATIVES, VARIANTS
+from siamese.options import Device, FiniteFloat, ImageSize, OutputFile, policy_options, sign_key_option
 from siamese.runtimes import RUNTIMES
 from siamese.train import TrainConfig
 
@@ -32,7 +33,7 @@ from siamese.train import TrainConfig
 @click.option("--synthetic", is_flag=True, help="train on the built-in synthetic faces even if LFW is present")
 @click.option("--train-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
 @click.option("--test-pairs", type=click.Path(path_type=Path), default=None, help="pair file (any format)")
-@click.option("--image-size", type=int, default=None, help="default 128 on LFW (the spec), 32 on synthetic")
+@click.option("--image-size", type=ImageSize(), default=None, help="default 128 on LFW (the spec), 32 on synthetic")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs)
 @click.option(
     "--sampling",
@@ -61,24 +62,18 @@ from siamese.train import TrainConfig
 @click.option(
     "--batch-size", type=click.IntRange(min=2), default=TrainConfig.batch_size, help="pairs per step (pair sampling)"
 )
-@click.option(
-    "--lr", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.lr, help="peak learning rate (AdamW)"
-)
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=TrainConfig.lr, help="peak learning rate (AdamW)")
 @click.option(
     "--warmup",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloat(0, 1, max_open=True),
     default=TrainConfig.warmup,
     help="share of the run warming up the LR",
 )
 @click.option(
     "--schedule", type=click.Choice(["cosine", "constant"]), default=TrainConfig.schedule, help="LR after warm-up"
 )
-@click.option(
-    "--weight-decay", type=click.FloatRange(min=0), default=TrainConfig.weight_decay, help="decoupled (AdamW)"
-)
-@click.option(
-    "--margin", type=click.FloatRange(min=0, min_open=True), default=TrainConfig.margin, help="contrastive margin"
-)
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=TrainConfig.weight_decay, help="decoupled (AdamW)")
+@click.option("--margin", type=FiniteFloat(min=0, min_open=True), default=TrainConfig.margin, help="contrastive margin")
 @click.option("--augment/--no-augment", default=True)
 @click.option(
     "--pairs-per-epoch",
@@ -90,7 +85,7 @@ from siamese.train import TrainConfig
 @click.option("--limit-pairs", type=click.IntRange(min=2), default=None, help="use only this many pairs of each list")
 @click.option(
     "--val-identities",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloat(0, 1, max_open=True),
     default=TrainConfig.val_identities,
     help="share of training identities (people) held out to choose the threshold on; 0: use the training pairs",
 )
@@ -98,7 +93,7 @@ from siamese.train import TrainConfig
     "--val-pairs", type=click.IntRange(min=2), default=TrainConfig.val_pairs, help="validation pairs drawn among them"
 )
 @click.option("--seed", type=int, default=TrainConfig.seed)
-@click.option("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+@click.option("--device", type=Device(), default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
 @click.option(
     "--amp",
     type=click.Choice(["none", "bf16"]),
@@ -167,16 +162,20 @@ def fetch(dest, retries):
 @click.option(
     "--name",
     default=None,
+    callback=lambda ctx, param, value: None if value is None else _plain_name(value, param),
     help="export folder name (one checkpoint only); default <data set>-<variant>-<dtype>",
 )
-@click.option("--force", is_flag=True, help="replace an existing export folder")
+@click.option("--force", is_flag=True, help="replace an existing export folder (only the one it names)")
 @click.option("--verify-pairs", type=click.IntRange(min=1), default=32, help="real test pairs compared with eager")
+@sign_key_option
 @user_errors
-def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
+def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, sign_key):
     """Export checkpoints to verified TorchScript, ONNX and torch.export artifacts."""
     from siamese.export import export_runs
 
-    for dest, checks in export_runs(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, log=click.echo):
+    key = read_key(sign_key) if sign_key else None
+    exported = export_runs(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, log=click.echo, key=key)
+    for dest, checks in exported:
         for check in checks:
             click.echo(f"  ok  {check.describe()}")
         click.echo(f"exported -> {dest}")
@@ -206,16 +205,19 @@ def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs):
     default=None,
     help="image root for --pairs; default the LFW images next to the pair file, else its folder",
 )
-@click.option("--output", type=click.Path(path_type=Path), default=None, help="write results to .csv or .json")
+@click.option("--output", type=OutputFile(".csv", ".json"), default=None, help="write results to .csv or .json")
 @click.option("--batch", type=click.IntRange(min=1), default=64)
+@policy_options
 @user_errors
-def verify(images, export_dir, runtime, pairs_file, image_root, output, batch):
+def verify(images, export_dir, runtime, pairs_file, image_root, output, batch, trust_export, verify_key):
     """Decide whether two face images (IMG_A IMG_B) show the same person, or run a --pairs list."""
     from siamese.verify import Verifier, verify_pair_file
 
     if bool(pairs_file) == bool(images) or (images and len(images) != 2):
         raise click.UsageError("give either two images IMG_A IMG_B or --pairs FILE")
-    verifier = Verifier(export_dir, runtime)
+    if output and not pairs_file:
+        raise click.UsageError("--output writes the results of a --pairs list")
+    verifier = Verifier(export_dir, runtime, policy=ExportPolicy.from_options(trust_export, verify_key))
     if images:
         r = verifier.verify_files(*images)
         click.echo(verifier.describe(r["score"], r["same"]))
@@ -231,12 +233,14 @@ def verify(images, export_dir, runtime, pairs_file, image_root, output, batch):
 @click.option(
     "--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="eval.json, roc.png, scores.png"
 )
+@policy_options
 @user_errors
-def evaluate(source, pairs_file, image_root, runtime, out):
+def evaluate(source, pairs_file, image_root, runtime, out, trust_export, verify_key):
     """Evaluate a checkpoint (.pt) or an export folder on any pair list (assignment, View 1, View 2)."""
     from siamese.evaluate import evaluate as run_evaluation
 
-    r = run_evaluation(source, pairs_file, image_root, runtime, out)
+    policy = ExportPolicy.from_options(trust_export, verify_key)
+    r = run_evaluation(source, pairs_file, image_root, runtime, out, policy)
     far = ", ".join(f"TAR@FAR {k} {v:.4f}" for k, v in r.tar_at_far.items())
     click.echo(
         f"{r.variant} on {r.n_pairs} pairs of {pairs_file.name}: accuracy {r.accuracy:.4f} at the stored threshold "
@@ -245,3 +249,10 @@ def evaluate(source, pairs_file, image_root, runtime, out):
         + (f"; {len(r.folds['accuracies'])}-fold {r.folds['mean']:.4f} +- {r.folds['std']:.4f}" if r.folds else "")
         + (f"; written to {out}" if out else "")
     )
+
+
+def _plain_name(value: str, param) -> str:
+    try:
+        return path_component(value, "export name")
+    except SiameseError as exc:
+        raise click.BadParameter(str(exc), param=param) from None

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from siamese.errors import SiameseError
 from siamese.pairs import Pair, identities, identity_of, read_pairs
-from siamese.preprocess import decode_image
+from siamese.preprocess import DECODE_WORKERS, decode_image, image_file
 
 DEFAULT_CACHE = Path(os.environ.get("SIAMESE_CACHE", "cache"))
 # Checked in this order when no --data is given: an explicit variable, the project's shared
@@ -140,10 +140,10 @@ class ImageBank:
         images = np.empty((len(keys), image_size, image_size, 3), dtype=np.uint8)
 
         def load(i: int) -> None:
-            images[i] = decode_image(root / keys[i], image_size, name=str(root / keys[i]))
+            images[i] = decode_image(image_file(root, keys[i]), image_size, name=str(root / keys[i]))
 
-        # Pillow releases the GIL while decoding, so threads use every core.
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        # Pillow releases the GIL while decoding, so threads use every core (up to the decoding bound)
+        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
             list(
                 tqdm(
                     pool.map(load, range(len(keys))),
@@ -386,8 +386,8 @@ def sample_pairs(
     root = image_root or locate_lfw(Path(pairs_file).parent).image_root
     chosen = [pairs[i] for i in np.random.default_rng(seed).permutation(len(pairs))[:n]]
     empty = np.zeros((0, image_size, image_size, 3), np.uint8)
-    a = np.stack([decode_image(root / p.a, image_size) for p in chosen]) if chosen else empty
-    b = np.stack([decode_image(root / p.b, image_size) for p in chosen]) if chosen else empty
+    a = np.stack([decode_image(image_file(root, p.a), image_size) for p in chosen]) if chosen else empty
+    b = np.stack([decode_image(image_file(root, p.b), image_size) for p in chosen]) if chosen else empty
     return a, b, np.array([p.same for p in chosen], np.int8)
 
 

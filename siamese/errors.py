@@ -1,12 +1,28 @@
-"""The one exception type the command-line tools turn into a one-line message."""
+"""The exception and warning types the command-line tools turn into one-line messages."""
 
 from __future__ import annotations
 
 import functools
+import sys
+import warnings
 
 
 class SiameseError(Exception):
     """A problem with the user's input or environment, explained in one line (no traceback)."""
+
+
+class SiameseWarning(UserWarning):
+    """Input that is usable but probably not what the user meant (duplicate pairs, say)."""
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, SiameseWarning):
+        print(f"warning: {message}", file=file or sys.stderr)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
 
 
 def user_errors(fn):
@@ -16,7 +32,9 @@ def user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except SiameseError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siamese.artifacts import MANIFEST
+from siamese.artifacts import DEFAULT_POLICY, MANIFEST, ExportPolicy
 from siamese.checkpoint import load_checkpoint
 from siamese.data import ImageBank, PairSet
 from siamese.errors import SiameseError
@@ -98,10 +98,10 @@ def metrics(scored: Scored, pairs_file: Path) -> Evaluation:
     )
 
 
-def score_export(folder: Path, pairs, image_root: Path, runtime: str) -> Scored:
+def score_export(folder: Path, pairs, image_root: Path, runtime: str, policy: ExportPolicy) -> Scored:
     from siamese.verify import Verifier
 
-    verifier = Verifier(folder, runtime)
+    verifier = Verifier(folder, runtime, policy=policy)
     rows = verifier.verify_pairs(pairs, image_root)
     meta = verifier.metadata
     return Scored(
@@ -135,7 +135,12 @@ def score_checkpoint(path: Path, pairs, image_root: Path, device: str = "cpu") -
 
 
 def evaluate(
-    source: Path, pairs_file: Path, image_root: Path | None = None, runtime: str = "ort-cpu", out: Path | None = None
+    source: Path,
+    pairs_file: Path,
+    image_root: Path | None = None,
+    runtime: str = "ort-cpu",
+    out: Path | None = None,
+    policy: ExportPolicy = DEFAULT_POLICY,
 ) -> Evaluation:
     """Score every pair of `pairs_file` with a checkpoint (.pt) or an export folder; write JSON and plots to `out`."""
     from siamese.verify import image_root_for
@@ -143,7 +148,7 @@ def evaluate(
     source = Path(source)
     pairs = read_pairs(pairs_file)
     if source.is_dir() and (source / MANIFEST).is_file():
-        scored = score_export(source, pairs, image_root or image_root_for(pairs_file), runtime)
+        scored = score_export(source, pairs, image_root or image_root_for(pairs_file), runtime, policy)
     elif source.is_file():
         scored = score_checkpoint(source, pairs, image_root or image_root_for(pairs_file))
     else:

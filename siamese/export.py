@@ -22,7 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siamese.artifacts import FORMATS, GRAPHS, MANIFEST, METADATA, WEIGHTS, ExportFolder, artifact_name
+from siamese.artifacts import (
+    FORMATS,
+    GRAPHS,
+    MANIFEST,
+    METADATA,
+    WEIGHTS,
+    ExportFolder,
+    ExportPolicy,
+    artifact_name,
+    path_component,
+    sign_manifest,
+)
 from siamese.checkpoint import Checkpoint, load_checkpoint, newest_checkpoints
 from siamese.compare import ParityResult
 from siamese.data import find_lfw, locate_lfw, sample_pairs
@@ -191,7 +202,7 @@ def verify_folder(folder: Path, formats, reference: dict, inputs: ParityInputs) 
     """Read every format back with its own runner (manifest-checked) and compare it with the reference."""
     from siamese.runtimes import FORMAT_RUNNERS, create
 
-    export = ExportFolder.open(folder)
+    export = ExportFolder.open(folder, ExportPolicy(trust_code=True))  # the files this process has just written
     meta = export.metadata
     checks = []
     for fmt in formats:
@@ -252,12 +263,13 @@ def export_checkpoint(
     n_pairs: int = 32,
     graphs: dict | None = None,
     log=print,
+    key: bytes | None = None,
 ) -> tuple[Path, list[Check]]:
     """Write, verify and publish one export folder; raise SiameseError if anything disagrees.
 
     `graphs` overrides the modules that are exported (tests use it to plant a wrong model);
     the reference is always the checkpoint's own fp32 eager model, whose weights are also
-    written, as tensors only, to `weights.safetensors`.
+    written, as tensors only, to `weights.safetensors`. With `key`, the manifest is signed.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -266,11 +278,16 @@ def export_checkpoint(
         raise SiameseError(
             "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"
         )
+    if name is not None:
+        path_component(name, "export name")
     ckpt = load_checkpoint(checkpoint)
-    name = name or f"{ckpt.data_set}-{ckpt.model_config.name}-{dtype}"
+    name = name or path_component(f"{ckpt.data_set}-{ckpt.model_config.name}-{dtype}", f"{checkpoint}: export name")
     dest = Path(out_root) / name
+    recover_interrupted(dest)
     if dest.exists() and not force:
         raise SiameseError(f"{dest} exists; pass --force to replace it")
+    if dest.is_symlink() or (dest.exists() and not (dest / MANIFEST).is_file()):
+        raise SiameseError(f"{dest} is not an export folder: --force only replaces an export")
     reference_graphs = graphs_from_checkpoint(ckpt, "fp32")
     graphs = graphs or (reference_graphs if dtype == "fp32" else graphs_from_checkpoint(ckpt, dtype))
     meta = build_metadata(ckpt, Path(checkpoint), dtype)
@@ -294,6 +311,8 @@ def export_checkpoint(
                     raise SiameseError(f"writing {file} failed: {type(exc).__name__}: {first}") from None
         (tmp / METADATA).write_text(json.dumps({**meta, "artifacts": notes}, indent=2) + "\n")
         write_manifest(tmp)
+        if key is not None:
+            sign_manifest(tmp, key)
         checks = verify_folder(tmp, formats, reference_outputs(reference_graphs, inputs), inputs)
         failed = [c for c in checks if not c.passed]
         if failed:
@@ -312,6 +331,18 @@ def export_checkpoint(
         return dest, checks
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_interrupted(dest: Path) -> None:
+    """Undo what a killed export of `dest` left behind: its partial folders, and a replaced
+    export that was moved aside but not yet removed (restored if `dest` itself is gone)."""
+    for partial in dest.parent.glob(f".{dest.name}.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+    for old in sorted(dest.parent.glob(f".{dest.name}.replaced-*")):
+        if not dest.exists() and (old / MANIFEST).is_file():
+            old.rename(dest)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def available_formats() -> list[str]:
@@ -340,6 +371,7 @@ def export_runs(
     force: bool = False,
     n_pairs: int = 32,
     log=print,
+    key: bytes | None = None,
 ) -> list[tuple[Path, list[Check]]]:
     """Export the given checkpoints, or the newest finished run of each variant under `runs`."""
     formats = resolve_formats(formats, dtype, log)
@@ -348,4 +380,4 @@ def export_runs(
         raise SiameseError(f"no finished training run under {runs}/; run siamese-train or pass --checkpoint")
     if name and len(checkpoints) > 1:
         raise SiameseError("--name needs a single --checkpoint")
-    return [export_checkpoint(c, out_root, name, formats, dtype, force, n_pairs, log=log) for c in checkpoints]
+    return [export_checkpoint(c, out_root, name, formats, dtype, force, n_pairs, log=log, key=key) for c in checkpoints]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.artifacts import ExportFolder, newest_export
+from siamese.artifacts import DEFAULT_POLICY, ExportFolder, ExportPolicy, newest_export
 from siamese.errors import SiameseError
 from siamese.pairs import Pair
-from siamese.preprocess import decode_image
+from siamese.preprocess import DECODE_WORKERS, decode_image, image_file
 from siamese.runtimes import create
 
 DEFAULT_RUNTIME = "ort-cpu"
@@ -21,8 +21,14 @@ DEFAULT_RUNTIME = "ort-cpu"
 class Verifier:
     """The embedding and compare graphs of one export, in one runtime (a name of siamese.runtimes)."""
 
-    def __init__(self, export: Path | None = None, runtime: str = DEFAULT_RUNTIME, threads: int | None = None):
-        self.folder = ExportFolder.open(export or newest_export())
+    def __init__(
+        self,
+        export: Path | None = None,
+        runtime: str = DEFAULT_RUNTIME,
+        threads: int | None = None,
+        policy: ExportPolicy = DEFAULT_POLICY,
+    ):
+        self.folder = ExportFolder.open(export or newest_export(), policy)
         self.runner = create(runtime, threads)
         reason = self.runner.unavailable(self.folder)
         if reason:
@@ -44,7 +50,7 @@ class Verifier:
 
     def load_images(self, paths: list[Path]) -> np.ndarray:
         size = self.folder.image_size
-        with ThreadPoolExecutor() as pool:
+        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
             return np.stack(list(pool.map(lambda p: decode_image(p, size), paths)))
 
     def embed(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -70,7 +76,7 @@ class Verifier:
         row = {k: i for i, k in enumerate(keys)}
         features = np.concatenate(
             [
-                self.embed(self.load_images([image_root / k for k in keys[i : i + batch]]), batch)
+                self.embed(self.load_images([image_file(image_root, k) for k in keys[i : i + batch]]), batch)
                 for i in range(0, len(keys), batch)
             ]
         )

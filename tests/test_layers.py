@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # lowest first; a module may import its own layer and those below it
 LAYERS = [
-    {"siamese.errors", "siamese.files", "siamese.provenance"},
+    {"siamese.errors", "siamese.files", "siamese.provenance", "siamese.options"},
     {"siamese.model", "siamese.preprocess", "siamese.pairs", "siamese.metrics", "siamese.augment", "siamese.compare"},
     {"siamese.data", "siamese.synthetic", "siamese.fetch", "siamese.checkpoint", "siamese.artifacts"},
     {"siamese.deploy", "siamese.parity"},

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siamese.artifacts import FEATURE_DIM, ExportFolder
+from siamese.artifacts import FEATURE_DIM, UNTRUSTED, ExportFolder
 from siamese.errors import SiameseError
 
 
@@ -79,6 +79,8 @@ class Runner(ABC):
         artifact = self.abilities.artifact
         if artifact != "weights" and artifact not in export.formats():
             return f"the export has no {artifact} artifacts (siamese-export --format {artifact})"
+        if self.abilities.loads_code and not export.trusted:
+            return f"{artifact} {UNTRUSTED}"
         return self.missing()
 
     def describe(self) -> dict:

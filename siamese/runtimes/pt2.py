@@ -28,7 +28,7 @@ class ExportedProgram(TorchRunner):
         self.abilities = self.torch_abilities("pt2", loads_code=True)
 
     def load_modules(self, export, graphs, batches):
-        return {g: load_program(export.check(artifact_name(g, "pt2")), self.device).module() for g in graphs}
+        return {g: load_program(export.check_code(artifact_name(g, "pt2")), self.device).module() for g in graphs}
 
 
 class AOTInductor(TorchRunner):
@@ -41,4 +41,4 @@ class AOTInductor(TorchRunner):
     def load_modules(self, export, graphs, batches):
         import torch._inductor
 
-        return {g: torch._inductor.aoti_load_package(str(export.check(artifact_name(g, "aoti")))) for g in graphs}
+        return {g: torch._inductor.aoti_load_package(str(export.check_code(artifact_name(g, "aoti")))) for g in graphs}

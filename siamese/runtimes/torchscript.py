@@ -15,6 +15,6 @@ class TorchScript(TorchRunner):
 
     def load_modules(self, export, graphs, batches):
         return {
-            g: torch.jit.load(str(export.check(artifact_name(g, "torchscript"))), map_location=self.device)
+            g: torch.jit.load(str(export.check_code(artifact_name(g, "torchscript"))), map_location=self.device)
             for g in graphs
         }

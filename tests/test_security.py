@@ -1,0 +1,282 @@
+"""The trust model: reading or comparing an export never loads code, signatures mean authenticity,
+and no name or path from a file or an option reaches outside its folder."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+from refusals import ERROR, USAGE, assert_refused, snapshot
+
+from bench.cli import main as bench_cli
+from siamese import cli
+from siamese.artifacts import MANIFEST, SIGNATURE, ExportFolder, ExportPolicy, read_key, sign_manifest
+from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from siamese.errors import SiameseError
+from siamese.export import recover_interrupted, write_manifest
+
+CODE_LOADERS = ("torch.export.load", "torch.jit.load", "torch._inductor.aoti_load_package")
+
+
+@pytest.fixture
+def code_loads(monkeypatch):
+    """Every call of a loader that can run an artifact's code, recorded (and still performed)."""
+    import torch._inductor
+
+    calls = []
+    for dotted in CODE_LOADERS:
+        owner_name, attr = dotted.rsplit(".", 1)
+        owner = {"torch.export": torch.export, "torch.jit": torch.jit, "torch._inductor": torch._inductor}[owner_name]
+        original = getattr(owner, attr)
+
+        def spy(*args, _original=original, _name=dotted, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, attr, spy)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def copied_export(small_export, tmp_path_factory):
+    """A private copy of the session's small export, which these tests may tamper with."""
+    _, dest, _ = small_export("contrastive")
+
+    def fresh():
+        target = tmp_path_factory.mktemp("copy") / dest.name
+        shutil.copytree(dest, target)
+        return target
+
+    return fresh
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("keys") / "export.key"
+    path.write_bytes(bytes(range(32)))
+    return path
+
+
+def pair_file(tmp_path, export):
+    """Two labelled pairs of random images, written as an assignment-format list."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for person in ("A", "B"):
+        (tmp_path / person).mkdir(exist_ok=True)
+        for i in (1, 2):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / person / f"{i}.png")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("A/1.png A/2.png 1\nA/1.png B/1.png 0\n")
+    return pairs
+
+
+def test_reading_and_comparing_never_load_code(copied_export, tmp_path, code_loads):
+    export = copied_export()
+    pairs = pair_file(tmp_path, export)
+    runner = CliRunner()
+    verify = runner.invoke(cli.verify, ["--export", str(export), "--pairs", str(pairs), "--images", str(tmp_path)])
+    assert verify.exit_code == 0 and "2 pairs" in verify.output, verify.output
+    evaluation = runner.invoke(cli.evaluate, [str(export), "--pairs", str(pairs), "--images", str(tmp_path)])
+    assert evaluation.exit_code == 0, evaluation.output
+    runtimes = "ort-cpu,eager-fp32-cpu,pt2-cpu,torchscript-cpu,aoti-cpu"
+    bench = runner.invoke(
+        bench_cli, ["--export", str(export), "--no-timing", "--parity-pairs", "0", "--runtimes", runtimes]
+    )
+    assert "pt2-cpu: unavailable (pt2 artifacts can run code when loaded" in bench.output, bench.output
+    assert "torchscript-cpu: unavailable" in bench.output and "ort-cpu: ok" in bench.output
+    assert code_loads == []
+
+
+def test_code_carrying_runtimes_need_trust_export(copied_export, tmp_path, code_loads):
+    export = copied_export()
+    (tmp_path / "a.png").write_bytes(b"")
+    refused = CliRunner().invoke(
+        cli.verify, ["--export", str(export), "--runtime", "pt2-cpu", str(tmp_path / "a.png"), str(tmp_path / "a.png")]
+    )
+    assert refused.exit_code == ERROR and "pass --trust-export only for an export you made" in refused.output
+    assert code_loads == []
+    pairs = pair_file(tmp_path, export)
+    trusted = CliRunner().invoke(
+        cli.verify,
+        [
+            "--export",
+            str(export),
+            "--runtime",
+            "pt2-cpu",
+            "--trust-export",
+            "--pairs",
+            str(pairs),
+            "--images",
+            str(tmp_path),
+        ],
+    )
+    assert trusted.exit_code == 0, trusted.output
+    assert code_loads == ["torch.export.load"] * 2  # embedding and compare
+
+
+def test_a_loader_refuses_code_even_when_asked_directly(copied_export):
+    folder = ExportFolder.open(copied_export())
+    with pytest.raises(SiameseError, match="can run code when loaded"):
+        folder.check_code("pair.pt2")
+
+
+def test_signed_exports_verify_and_tampering_is_caught_even_when_rehashed(copied_export, key_file, tmp_path):
+    export = copied_export()
+    sign_manifest(export, read_key(key_file))
+    policy = ExportPolicy.from_options(key_file=key_file)
+    assert ExportFolder.open(export, policy).key is not None
+
+    other = tmp_path / "other.key"
+    other.write_bytes(b"k" * 32)
+    with pytest.raises(SiameseError, match="signature does not match"):
+        ExportFolder.open(export, ExportPolicy.from_options(key_file=other))
+
+    # an attacker swaps the threshold and re-hashes the manifest: the sha256 checks pass, the signature does not
+    meta = json.loads((export / "metadata.json").read_text())
+    meta["threshold"] = 1e9
+    (export / "metadata.json").write_text(json.dumps(meta))
+    write_manifest(export)
+    assert ExportFolder.open(export).metadata.threshold == 1e9  # unsigned reading cannot tell
+    with pytest.raises(SiameseError, match="signature does not match: the export was modified"):
+        ExportFolder.open(export, policy)
+
+    (export / SIGNATURE).unlink()
+    with pytest.raises(SiameseError, match="not signed"):
+        ExportFolder.open(export, policy)
+
+
+def test_export_signs_with_the_key_option_and_readers_require_it(small_export, key_file, tmp_path):
+    ckpt, _, _ = small_export("contrastive")
+    out = tmp_path / "exports"
+    result = CliRunner().invoke(
+        cli.export,
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+            "--name",
+            "signed",
+            "--sign-key",
+            str(key_file),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "signed" / SIGNATURE).is_file() and SIGNATURE not in json.loads(
+        (out / "signed" / MANIFEST).read_text()
+    )["files"]
+    short = tmp_path / "short.key"
+    short.write_bytes(b"123")
+    assert_refused(
+        cli.verify,
+        ["--export", out / "signed", "--verify-key", short, "a.png", "b.png"],
+        "holds 3 bytes; use at least 16 random bytes",
+        ERROR,
+        [out],
+    )
+    assert_refused(
+        cli.verify,
+        ["--export", out / "signed", "a.png", "b.png"],
+        "image not found",
+        ERROR,
+        [out],
+        env={"SIAMESE_EXPORT_KEY": str(key_file)},  # the key, from the environment, verified first
+    )
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", ".", "..", ".hidden", "/tmp/x", "a\\b", "x" * 200, ""])
+def test_export_names_are_one_plain_folder_name(small_export, tmp_path, name):
+    ckpt, _, _ = small_export("contrastive")
+    out = tmp_path / "exports"
+    out.mkdir()
+    assert_refused(
+        cli.export,
+        ["--checkpoint", ckpt, "--format", "onnx", "--out", out, "--name", name],
+        "is not a plain name",
+        USAGE,
+        [tmp_path],
+    )
+
+
+def test_a_crafted_checkpoint_cannot_steer_the_export_folder(small_export, tmp_path):
+    ckpt_path, _, _ = small_export("contrastive")
+    ckpt = load_checkpoint(ckpt_path)
+    ckpt.data = {"data_set": "../../escaped"}
+    crafted = tmp_path / "crafted.pt"
+    save_checkpoint(crafted, ckpt)
+    out = tmp_path / "deep" / "exports"
+    out.mkdir(parents=True)
+    assert_refused(
+        cli.export,
+        ["--checkpoint", crafted, "--format", "onnx", "--out", out],
+        r"crafted.pt: export name '../../escaped-contrastive-fp32' is not a plain name",
+        ERROR,
+        [tmp_path],
+    )
+    assert not (tmp_path / "escaped-contrastive-fp32").exists()
+
+
+def test_force_replaces_only_an_export_folder(small_export, tmp_path):
+    ckpt, _, _ = small_export("contrastive")
+    out = tmp_path / "exports"
+    (out / "precious").mkdir(parents=True)
+    (out / "precious" / "thesis.tex").write_text("years of work")
+    assert_refused(
+        cli.export,
+        ["--checkpoint", ckpt, "--format", "onnx", "--out", out, "--name", "precious", "--force"],
+        "is not an export folder: --force only replaces an export",
+        ERROR,
+        [tmp_path],
+    )
+
+
+def test_a_manifest_cannot_name_files_outside_its_folder(copied_export):
+    export = copied_export()
+    manifest = json.loads((export / MANIFEST).read_text())
+    manifest["files"]["../outside.onnx.data"] = {"size": 1, "sha256": "0" * 64}
+    (export / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(SiameseError, match=r"file '../outside.onnx.data' is not a plain name"):
+        ExportFolder.open(export)
+
+
+def test_an_interrupted_export_is_recovered_by_the_next(tmp_path):
+    """Killed between moving the old export aside and publishing the new: the old comes back."""
+    dest = tmp_path / "lfw-contrastive-fp32"
+    old = tmp_path / ".lfw-contrastive-fp32.replaced-abc"
+    old.mkdir()
+    (old / MANIFEST).write_text("{}")
+    partial = tmp_path / ".lfw-contrastive-fp32.partial-def"
+    partial.mkdir()
+    (partial / "pair.onnx").write_bytes(b"half")
+    recover_interrupted(dest)
+    assert (dest / MANIFEST).is_file() and not old.exists() and not partial.exists()
+    # killed after publishing the new one: the old one is only removed
+    old.mkdir()
+    recover_interrupted(dest)
+    assert not old.exists() and dest.exists()
+
+
+def test_checkpoints_are_read_without_running_pickled_code(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    raw = Checkpoint(model={}, model_config=load_model_config()).to_dict()
+    raw["config"] = {"x": Payload()}
+    path = tmp_path / "evil.pt"
+    torch.save(raw, path)
+    before = snapshot(tmp_path)
+    with pytest.raises(SiameseError, match="refused to load, it holds more than tensors and plain values"):
+        load_checkpoint(path)
+    assert snapshot(tmp_path) == before
+
+
+def load_model_config():
+    from siamese.model import ModelConfig
+
+    return ModelConfig("contrastive", 16)
