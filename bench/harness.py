@@ -28,6 +28,7 @@ from bench.timing import TimingConfig, measure, peak_gflops, summarize
 from siamese.artifacts import ExportFolder, ExportPolicy, newest_export
 from siamese.checkpoint import newest_checkpoints, untrained_checkpoint
 from siamese.errors import SiameseError
+from siamese.files import write_json
 from siamese.model import flops_per_image
 from siamese.parity import BATCH, ParityInputs, check_runner, load_reference, parity_inputs, run_outputs, save_reference
 from siamese.runtimes import REFERENCE, RUNTIMES, RunnerSpec
@@ -292,7 +293,7 @@ def main(cfg: BenchConfig, echo=print, log=print) -> BenchResult:
     echo(header(result))
     echo(table(result))
     if cfg.json_path:
-        Path(cfg.json_path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json(Path(cfg.json_path), result.to_dict())
     if cfg.report_dir:
         echo(f"report: {write_report(result, cfg.report_dir)}")
     problems = [f"{r.name} failed: {r.error}" for r in result.failed]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bench.result import BenchResult, RuntimeResult
+from siamese.files import write_json, write_png, write_text
 
 ABOVE_PEAK = (
     "* above the GEMM reference: this runtime's kernels outrun torch's matrix product on this machine, "
@@ -76,14 +76,15 @@ def write_report(result: BenchResult, folder: Path) -> Path:
     plot = folder / "bench.png"
     plot_result(result, plot)
     md = folder / "report.md"
-    md.write_text(
+    write_text(
+        md,
         "# siamese-bench report\n\n```\n"
         + header(result)
         + "\n```\n\n"
         + table(result)
-        + f"\n\n![latency and throughput]({plot.name})\n\nEvery runtime ok: **{result.passed}**\n"
+        + f"\n\n![latency and throughput]({plot.name})\n\nEvery runtime ok: **{result.passed}**\n",
     )
-    (folder / "bench.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_json(folder / "bench.json", result.to_dict())
     return md
 
 
@@ -106,8 +107,7 @@ def plot_result(result: BenchResult, path: Path) -> None:
     ax_tput.legend(fontsize=7, loc="best")
     fig.suptitle(f"pair verification, {result.export['variant']} {result.export['image_size']}px")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    write_png(fig, path, dpi=110)
 
 
 def regressions(result: BenchResult, baseline: BenchResult, threshold: float = 0.10) -> list[str]:

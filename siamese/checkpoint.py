@@ -8,6 +8,7 @@ keys, so a missing or mistyped key is named once, with the file.
 
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,21 +90,37 @@ class Checkpoint:
             normalization = Normalization.from_dict(need("normalization", dict))
         except (TypeError, ValueError, KeyError) as exc:
             raise SiameseError(f"{source}: invalid model_config or normalization ({exc})") from None
-        threshold = d.get("threshold")
-        if threshold is not None and not isinstance(threshold, int | float):
-            raise SiameseError(f"{source}: key 'threshold' is not a number")
+
+        def optional(key: str, kind, default):
+            value = d.get(key, default)
+            if value is None:
+                return default
+            if not isinstance(value, kind) or isinstance(value, bool):
+                expected = getattr(kind, "__name__", str(kind).replace(" | ", " or "))
+                raise SiameseError(f"{source}: key {key!r} should be {expected}, got {type(value).__name__}")
+            return value
+
+        threshold = optional("threshold", int | float, None)
+        if threshold is not None and not math.isfinite(threshold):
+            raise SiameseError(f"{source}: key 'threshold' is {threshold}, not a finite number")
+        epoch = optional("epoch", int, 0)
+        if epoch < 0:
+            raise SiameseError(f"{source}: key 'epoch' is negative ({epoch})")
+        data = optional("data", dict, {})
+        if not isinstance(data.get("data_set", ""), str):
+            raise SiameseError(f"{source}: key 'data.data_set' is not a string")
         return cls(
             model=need("model", dict),
             model_config=model_config,
             normalization=normalization,
-            epoch=int(d.get("epoch") or 0),
-            config=d.get("config") or {},
-            optimizer=d.get("optimizer"),
+            epoch=epoch,
+            config=optional("config", dict, {}),
+            optimizer=optional("optimizer", dict, None),
             threshold=None if threshold is None else float(threshold),
-            rng=d.get("rng"),
-            data=d.get("data") or {},
-            history=list(d.get("history") or []),
-            summary=d.get("summary"),
+            rng=optional("rng", dict, None),
+            data=data,
+            history=list(optional("history", list, [])),
+            summary=optional("summary", dict, None),
             format_version=version,
         )
 
@@ -120,7 +137,11 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    atomic_write(path, lambda tmp: torch.save(checkpoint.to_dict(), tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # through a file object, a full disk raises OSError (with a path, RuntimeError)
+            torch.save(checkpoint.to_dict(), f)
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> Checkpoint:

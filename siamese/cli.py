@@ -217,12 +217,13 @@ def verify(images, export_dir, runtime, pairs_file, image_root, output, batch, t
         raise click.UsageError("give either two images IMG_A IMG_B or --pairs FILE")
     if output and not pairs_file:
         raise click.UsageError("--output writes the results of a --pairs list")
-    verifier = Verifier(export_dir, runtime, policy=ExportPolicy.from_options(trust_export, verify_key))
-    if images:
+    policy = ExportPolicy.from_options(trust_export, verify_key)
+    if pairs_file:
+        click.echo(verify_pair_file(pairs_file, export_dir, runtime, policy, image_root, output, batch))
+    else:
+        verifier = Verifier(export_dir, runtime, policy=policy)
         r = verifier.verify_files(*images)
         click.echo(verifier.describe(r["score"], r["same"]))
-    else:
-        click.echo(verify_pair_file(verifier, pairs_file, image_root, output, batch))
 
 
 @click.command(context_settings={"show_default": True})

@@ -10,7 +10,6 @@ same and different pairs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from siamese.artifacts import DEFAULT_POLICY, MANIFEST, ExportPolicy
 from siamese.checkpoint import load_checkpoint
 from siamese.data import ImageBank, PairSet
 from siamese.errors import SiameseError
+from siamese.files import check_writable, write_json, write_png
 from siamese.metrics import best_threshold, decide, equal_error_rate, roc_auc, roc_curve
 from siamese.pairs import read_pairs
 
@@ -147,6 +147,10 @@ def evaluate(
 
     source = Path(source)
     pairs = read_pairs(pairs_file)
+    if len({p.same for p in pairs}) < 2:
+        raise SiameseError(f"{pairs_file}: every pair is labelled {pairs[0].same}; evaluation needs both kinds")
+    if out is not None:
+        check_writable(out)
     if source.is_dir() and (source / MANIFEST).is_file():
         scored = score_export(source, pairs, image_root or image_root_for(pairs_file), runtime, policy)
     elif source.is_file():
@@ -163,7 +167,7 @@ def report(scored: Scored, pairs_file, out: Path | None = None) -> Evaluation:
     result = metrics(scored, pairs_file)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "eval.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json(out / "eval.json", result.to_dict())
         title = f"{scored.variant} on {Path(pairs_file).name}: AUC {result.auc:.3f}"
         plot_roc(out / "roc.png", scored.scores, scored.same, scored.higher_is_same, title)
         plot_histogram(out / "scores.png", scored, title)
@@ -183,8 +187,7 @@ def plot_roc(path: Path, scores, same, higher_is_same: bool, title: str) -> None
     ax.set(xlabel="false accept rate", ylabel="true accept rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    write_png(fig, path, dpi=120)
 
 
 def plot_histogram(path: Path, scored: Scored, title: str) -> None:
@@ -201,5 +204,4 @@ def plot_histogram(path: Path, scored: Scored, title: str) -> None:
     ax.set(xlabel="probability" if scored.higher_is_same else "distance", ylabel="pairs", title=title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    write_png(fig, path, dpi=120)

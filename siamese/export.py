@@ -39,7 +39,7 @@ from siamese.compare import ParityResult
 from siamese.data import find_lfw, locate_lfw, sample_pairs
 from siamese.deploy import INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint, save_weights
 from siamese.errors import SiameseError
-from siamese.files import sha256_file
+from siamese.files import check_writable, sha256_file
 from siamese.model import FEATURE_DIM
 from siamese.parity import ParityInputs, check_compare_graph, check_runner, with_random_pairs
 from siamese.provenance import git_commit
@@ -293,7 +293,7 @@ def export_checkpoint(
     meta = build_metadata(ckpt, Path(checkpoint), dtype)
     inputs = verification_inputs(ckpt, n_pairs)
     meta["verified_on"] = inputs.source
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(dest.parent)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.partial-"))
     try:
         notes = {}
@@ -329,6 +329,8 @@ def export_checkpoint(
         if old is not None:
             shutil.rmtree(old)
         return dest, checks
+    except OSError as exc:  # a full or read-only disk while writing: the partial folder goes, the old export stays
+        raise SiameseError(f"cannot write the export {dest}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -380,4 +382,5 @@ def export_runs(
         raise SiameseError(f"no finished training run under {runs}/; run siamese-train or pass --checkpoint")
     if name and len(checkpoints) > 1:
         raise SiameseError("--name needs a single --checkpoint")
+    check_writable(out_root)
     return [export_checkpoint(c, out_root, name, formats, dtype, force, n_pairs, log=log, key=key) for c in checkpoints]

@@ -6,6 +6,7 @@ between both images of a pair, then the losses.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -34,10 +35,10 @@ class ModelConfig:
             raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
         if self.variant != "bce" and self.head != "concat":
             raise ValueError(f"the {self.head} head is a bce head; the contrastive variant compares distances")
-        if self.image_size < 8 or self.image_size % 8:
-            raise ValueError(f"image_size must be a multiple of 8 and at least 8, got {self.image_size}")
-        if self.margin <= 0:
-            raise ValueError(f"margin must be positive, got {self.margin}")
+        if not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024 or self.image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 from 8 to 1024, got {self.image_size!r}")
+        if not isinstance(self.margin, int | float) or not 0 < self.margin < math.inf:
+            raise ValueError(f"margin must be a positive finite number, got {self.margin!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,6 +10,7 @@ every checkpoint and export so that a client only decodes and resizes.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -32,7 +33,11 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, d: dict) -> Normalization:
-        return cls(tuple(d["mean"]), tuple(d["std"]))
+        mean, std = tuple(d["mean"]), tuple(d["std"])
+        numbers = all(isinstance(x, int | float) and math.isfinite(x) for x in mean + std)
+        if len(mean) != 3 or len(std) != 3 or not numbers or min(std) <= 0:
+            raise ValueError(f"mean and std must be 3 finite numbers each, std positive; got {mean}, {std}")
+        return cls(mean, std)
 
 
 NORMALIZATION = Normalization()

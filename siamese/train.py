@@ -23,6 +23,7 @@ from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from siamese.data import DEFAULT_CACHE, Dataset, IdentityBatch, ImageBank, PairSet, find_lfw, load_lfw
 from siamese.errors import SiameseError
 from siamese.evaluate import Scored, report
+from siamese.files import append_line, check_writable, write_json
 from siamese.metrics import best_threshold, verification_metrics
 from siamese.model import ModelConfig, SiameseNet, all_pairs_loss, pair_loss
 from siamese.preprocess import NORMALIZATION, normalize, to_model_input
@@ -95,10 +96,15 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
     return dataset
 
 
+def data_source(cfg: TrainConfig) -> Path | None:
+    """The LFW folder or archive to train on; None: the synthetic set."""
+    return Path(cfg.data) if cfg.data else (None if cfg.synthetic else find_lfw(Path(cfg.cache)))
+
+
 def _load_data(cfg: TrainConfig) -> Dataset:
     from siamese.synthetic import make_synthetic
 
-    data = Path(cfg.data) if cfg.data else (None if cfg.synthetic else find_lfw(Path(cfg.cache)))
+    data = data_source(cfg)
     if data is None:
         print(SYNTHETIC_BANNER, file=sys.stderr)
         return make_synthetic(image_size=cfg.image_size or 32, seed=cfg.seed)
@@ -270,6 +276,24 @@ def run_dir(cfg: TrainConfig, dataset_name: str) -> Path:
     return Path(cfg.out) / dataset_name / ModelConfig(cfg.variant, head=cfg.head).name
 
 
+def check_run(cfg: TrainConfig, dataset_name: str, image_size: int) -> None:
+    """Refuse, before any data is decoded, a run that would overwrite a checkpoint, resume a
+    different model, or write into a folder it cannot write."""
+    model_config = ModelConfig(cfg.variant, image_size, cfg.margin, cfg.head)
+    ckpt_path = run_dir(cfg, dataset_name) / "checkpoint.pt"
+    if ckpt_path.exists() and not cfg.resume:
+        raise SiameseError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    if cfg.resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.model_config != model_config:
+            raise SiameseError(f"{ckpt_path}: was trained as {ckpt.model_config}, not {model_config}")
+        if ckpt.optimizer is None or ckpt.rng is None:
+            raise SiameseError(f"{ckpt_path}: holds no optimizer or RNG state to resume from")
+        if ckpt.epoch >= cfg.epochs and ckpt.summary is not None:
+            raise SiameseError(f"{ckpt_path}: already finished {ckpt.epoch} epochs; raise --epochs to train on")
+    check_writable(ckpt_path.parent)
+
+
 def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     """Train one variant on an already loaded data set; returns its summary."""
     device = resolve_device(cfg.device)
@@ -281,21 +305,15 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     out = run_dir(cfg, dataset.name)
     ckpt_path = out / "checkpoint.pt"
     history, start_epoch = [], 1
+    check_run(cfg, dataset.name, image_size)
     if cfg.resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
-        if ckpt.model_config != model.config:
-            raise SiameseError(f"{ckpt_path}: was trained as {ckpt.model_config}, not {model.config}")
-        if ckpt.optimizer is None or ckpt.rng is None:
-            raise SiameseError(f"{ckpt_path}: holds no optimizer or RNG state to resume from")
         model.load_state_dict(ckpt.model)
         optimizer.load_state_dict(ckpt.optimizer)
         g.set_state(ckpt.rng["generator"])
         torch.set_rng_state(ckpt.rng["torch"])
         history, start_epoch = ckpt.history, ckpt.epoch + 1
         print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt.epoch}", file=sys.stderr)
-    elif ckpt_path.exists():
-        raise SiameseError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
 
     metrics_log = out / "metrics.jsonl"
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -311,8 +329,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         # after the checkpoint: a run killed in between logs no epoch that a resume would train again
         line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()})
         print(line, flush=True)
-        with open(metrics_log, "a") as f:
-            f.write(line + "\n")
+        append_line(metrics_log, line)
 
     eval_started = time.perf_counter()
     results, curves = evaluate(model, dataset, device, cfg.eval_batch_size)
@@ -353,7 +370,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         ckpt_path,
         make_checkpoint(model, optimizer, len(history), cfg, g, dataset.info, history, results["threshold"], summary),
     )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
     return summary
 
 
@@ -380,9 +397,12 @@ def results_table(summaries: list[dict]) -> str:
 def main(cfg: TrainConfig, variants: list[str]) -> list[dict]:
     if cfg.head != "concat" and "bce" not in variants:
         raise SiameseError(f"--head {cfg.head} is a bce head; the contrastive variant compares distances")
+    resolve_device(cfg.device)
+    runs = [replace(cfg, variant=v, head=cfg.head if v == "bce" else "concat") for v in variants]
+    synthetic = data_source(cfg) is None
+    for run in runs:
+        check_run(run, "synthetic" if synthetic else "lfw", cfg.image_size or (32 if synthetic else 128))
     dataset = load_dataset(cfg)
-    summaries = [
-        train_variant(replace(cfg, variant=v, head=cfg.head if v == "bce" else "concat"), dataset) for v in variants
-    ]
+    summaries = [train_variant(run, dataset) for run in runs]
     print(results_table(summaries))
     return summaries

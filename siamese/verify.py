@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from siamese.artifacts import DEFAULT_POLICY, ExportFolder, ExportPolicy, newest_export
 from siamese.errors import SiameseError
+from siamese.files import atomic_write, check_writable, write_json
 from siamese.pairs import Pair
 from siamese.preprocess import DECODE_WORKERS, decode_image, image_file
 from siamese.runtimes import create
@@ -104,16 +104,18 @@ def accuracy(rows: list[dict]) -> float | None:
 
 def write_results(rows: list[dict], path: Path) -> None:
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(rows, indent=1) + "\n")
+        write_json(path, rows, indent=1)
         return
     if path.suffix.lower() != ".csv":
         raise SiameseError(f"{path}: results are written as .csv or .json")
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(
-            f, fieldnames=list(rows[0]) if rows else ["image_a", "image_b", "score", "same", "label"]
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["image_a", "image_b", "score", "same", "label"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write_csv)
 
 
 def image_root_for(pairs_file: Path) -> Path:
@@ -127,15 +129,29 @@ def image_root_for(pairs_file: Path) -> Path:
 
 
 def verify_pair_file(
-    verifier: Verifier, pairs_file: Path, image_root: Path | None = None, output: Path | None = None, batch: int = 64
+    pairs_file: Path,
+    export: Path | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    policy: ExportPolicy = DEFAULT_POLICY,
+    image_root: Path | None = None,
+    output: Path | None = None,
+    batch: int = 64,
 ) -> str:
-    """Verify every pair of a pair list (labels optional); write the rows if asked; return a one-line summary."""
+    """Verify every pair of a pair list (labels optional); write the rows if asked; return a one-line summary.
+
+    The list, the image root and the output are checked before the model is loaded.
+    """
     from siamese.pairs import read_pairs
 
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise SiameseError(f"{output}: results are written as .csv or .json")
     pairs = read_pairs(pairs_file, labels_required=False)
-    rows = verifier.verify_pairs(pairs, image_root or image_root_for(pairs_file), batch)
+    image_root = image_root or image_root_for(pairs_file)
+    if not image_root.is_dir():
+        raise SiameseError(f"image root {image_root} is not a folder")
+    if output is not None:
+        check_writable(output.parent)
+    rows = Verifier(export, runtime, policy=policy).verify_pairs(pairs, image_root, batch)
     if output:
         write_results(rows, output)
     acc = accuracy(rows)

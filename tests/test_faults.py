@@ -1,0 +1,134 @@
+"""Faults: a full disk, a kill in the middle of a write or of training, a diverging loss.
+Nothing is lost and nothing partial is left where a good file is expected."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from siamese import cli
+from siamese.checkpoint import load_checkpoint
+from siamese.errors import SiameseError
+from siamese.files import atomic_write, write_json
+
+TINY = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--variant", "contrastive"]
+
+
+def no_space(tmp: Path) -> None:
+    tmp.write_bytes(b"half a file")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path):
+    target = tmp_path / "summary.json"
+    write_json(target, {"good": True})
+    with pytest.raises(SiameseError, match=f"cannot write {target}: No space left on device"):
+        atomic_write(target, no_space)
+    assert json.loads(target.read_text()) == {"good": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # no temporary file left
+
+
+def test_a_killed_write_leaves_only_a_temporary_file_that_the_next_write_removes(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    stale = tmp_path / ".checkpoint.pt.x1y2.tmp"  # what a SIGKILL during torch.save leaves
+    stale.write_bytes(b"partial")
+    other = tmp_path / ".other.pt.a.tmp"  # another file's: not ours to remove
+    other.write_bytes(b"x")
+    write_json(target, [1])
+    assert not stale.exists() and other.exists() and json.loads(target.read_text()) == [1]
+
+
+def test_a_full_disk_during_training_stops_with_the_path_and_the_last_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "runs"
+    assert CliRunner().invoke(cli.train, [*TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    ckpt = out / "synthetic" / "contrastive" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+
+    def full(path, checkpoint):
+        atomic_write(path, no_space)
+
+    monkeypatch.setattr("siamese.train.save_checkpoint", full)
+    result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "2", "--out", str(out), "--resume"])
+    assert result.exit_code == 1 and f"cannot write {ckpt}: No space left on device" in result.output
+    assert ckpt.read_bytes() == before
+    lines = (ckpt.parent / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1]  # epoch 2 was not logged: it was not saved
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import siamese.train
+
+    real = siamese.train.batch_loss
+    calls = {"n": 0}
+
+    def diverging(*args, **kwargs):
+        loss, pairs, images = real(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] > 3 else loss), pairs, images
+
+    out = tmp_path / "runs"
+    assert CliRunner().invoke(cli.train, [*TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    run = out / "synthetic" / "contrastive"
+    good = load_checkpoint(run / "checkpoint.pt")
+    monkeypatch.setattr(siamese.train, "batch_loss", diverging)
+    result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "3", "--out", str(out), "--resume"])
+    assert result.exit_code == 1 and "contrastive: loss became nan at epoch 2" in result.output
+    kept = load_checkpoint(run / "checkpoint.pt")
+    assert kept.epoch == 1 and all(torch.equal(kept.model[k], good.model[k]) for k in good.model)
+
+
+def train_process(out: Path, epochs: int, resume: bool = False) -> subprocess.Popen:
+    args = [*TINY, "--pairs-per-epoch", "2048", "--epochs", str(epochs), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the same float sums in every run
+    code = "from siamese.cli import train; train()"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args, *(["--resume"] if resume else [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
+def without_times(metrics: Path) -> list[dict]:
+    return [
+        {k: v for k, v in json.loads(x).items() if k not in ("epoch_s", "images_per_s")}
+        for x in metrics.read_text().splitlines()
+    ]
+
+
+def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert train_process(whole, 3).wait(timeout=300) == 0
+
+    proc = train_process(killed, 3)
+    metrics = killed / "synthetic" / "contrastive" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # in epoch 2, or while its checkpoint is being written
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    done_before_kill = metrics.read_text().count("\n")
+    assert 1 <= done_before_kill < 3
+
+    resumed = train_process(killed, 3, resume=True)
+    output = resumed.communicate(timeout=300)[0].decode()
+    assert resumed.returncode == 0, output
+    assert f"after epoch {done_before_kill}" in output
+
+    a = load_checkpoint(whole / "synthetic" / "contrastive" / "checkpoint.pt")
+    b = load_checkpoint(killed / "synthetic" / "contrastive" / "checkpoint.pt")
+    assert a.model.keys() == b.model.keys() and all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+    assert a.threshold == b.threshold
+    assert without_times(whole / "synthetic" / "contrastive" / "metrics.jsonl") == without_times(metrics)
+    leftovers = [p.name for p in metrics.parent.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
