@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,11 +150,14 @@ def load_checkpoint(path: Path, map_location="cpu") -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise SiameseError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise SiameseError(f"{path}: not a readable checkpoint (not a torch.save archive)")
     try:
         raw = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SiameseError(f"{path}: refused to load, it holds more than tensors and plain values ({first})") from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f"it names {found.group(1)}" if found else "it holds objects that only unpickling code could build"
+        raise SiameseError(f"{path}: refused to load: {what}; a checkpoint holds only tensors and plain values") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise SiameseError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     return Checkpoint.from_dict(raw, str(path))
