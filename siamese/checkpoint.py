@@ -157,7 +157,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> Checkpoint:
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         what = f"it names {found.group(1)}" if found else "it holds objects that only unpickling code could build"
-        raise SiameseError(f"{path}: refused to load: {what}; a checkpoint holds only tensors and plain values") from None
+        raise SiameseError(f"{path}: refused to load: {what}; checkpoints hold only tensors and plain values") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise SiameseError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     return Checkpoint.from_dict(raw, str(path))

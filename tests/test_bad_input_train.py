@@ -59,7 +59,7 @@ def test_an_existing_run_is_not_overwritten(finished):
 def test_resuming_a_different_model_is_refused_before_any_work(finished):
     args = [*TINY, "--out", finished, "--resume", "--epochs", "2", "--margin", "7"]
     assert_refused(
-        cli.train, args, r"was trained as ModelConfig\(.*margin=45.0.*not ModelConfig\(.*margin=7.0", ERROR, [finished]
+        cli.train, args, r"was trained as ModelConfig\(.*margin=90.0.*not ModelConfig\(.*margin=7.0", ERROR, [finished]
     )
 
 

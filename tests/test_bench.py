@@ -329,6 +329,7 @@ def test_full_size_network_parity_on_real_pairs(tmp_path, lfw_dir):
         parity_pairs=8,
         random_pairs=2,
         timing_enabled=False,
+        policy=ExportPolicy(trust_code=True),  # the test's own export
     )
     result = run_benchmark(cfg, log=lambda m: None)
     assert result.passed and result.flops_per_pair == pytest.approx(6.62e9, rel=1e-3)

@@ -271,7 +271,7 @@ def test_checkpoints_are_read_without_running_pickled_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save(raw, path)
     before = snapshot(tmp_path)
-    with pytest.raises(SiameseError, match="refused to load: it names print; a checkpoint holds only tensors"):
+    with pytest.raises(SiameseError, match="refused to load: it names print; checkpoints hold only tensors"):
         load_checkpoint(path)
     assert snapshot(tmp_path) == before
 
