@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from siamese.errors import SiameseError
-from siamese.files import sha256_file
+from siamese.files import check_writable, sha256_file
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def fetch_lfw(
     files: tuple[RemoteFile, ...] = LFW_FILES,
 ) -> Path:
     """Download every LFW file missing from `dest` (checked against its sha256); return `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
+    check_writable(dest)
     for remote in files:
         target = dest / remote.filename
         if target.exists() and sha256_file(target) == remote.sha256:

@@ -132,3 +132,25 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert without_times(whole / "synthetic" / "contrastive" / "metrics.jsonl") == without_times(metrics)
     leftovers = [p.name for p in metrics.parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_full_disk_during_export_keeps_the_old_export_and_leaves_no_partial_folder(small_export, monkeypatch):
+    from refusals import snapshot
+
+    import siamese.export
+
+    ckpt, dest, _ = small_export("contrastive")
+    before = snapshot(dest.parent)
+
+    def full(module, graph, path, meta):
+        path.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setitem(siamese.export.WRITERS, "onnx", full)
+    result = CliRunner().invoke(
+        cli.export,
+        ["--checkpoint", str(ckpt), "--out", str(dest.parent), "--name", dest.name, "--format", "onnx", "--force"],
+    )
+    assert result.exit_code == 1 and "writing embedding.onnx failed: OSError: [Errno 28] No space left" in result.output
+    assert snapshot(dest.parent) == before
+    assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".")] == []
