@@ -23,6 +23,7 @@ from siamese.errors import SiameseError
 from siamese.files import check_writable, write_json, write_png
 from siamese.metrics import best_threshold, decide, equal_error_rate, roc_auc, roc_curve
 from siamese.pairs import read_pairs
+from siamese.preprocess import check_pair_images
 
 FARS = (1e-2, 1e-3)
 
@@ -149,14 +150,16 @@ def evaluate(
     pairs = read_pairs(pairs_file)
     if len({p.same for p in pairs}) < 2:
         raise SiameseError(f"{pairs_file}: every pair is labelled {pairs[0].same}; evaluation needs both kinds")
+    is_export = source.is_dir() and (source / MANIFEST).is_file()
+    if not is_export and not source.is_file():
+        raise SiameseError(f"{source}: neither a checkpoint file nor an export folder")
+    image_root = check_pair_images(image_root or image_root_for(pairs_file), (k for p in pairs for k in (p.a, p.b)))
     if out is not None:
         check_writable(out)
-    if source.is_dir() and (source / MANIFEST).is_file():
-        scored = score_export(source, pairs, image_root or image_root_for(pairs_file), runtime, policy)
-    elif source.is_file():
-        scored = score_checkpoint(source, pairs, image_root or image_root_for(pairs_file))
+    if is_export:
+        scored = score_export(source, pairs, image_root, runtime, policy)
     else:
-        raise SiameseError(f"{source}: neither a checkpoint file nor an export folder")
+        scored = score_checkpoint(source, pairs, image_root)
     folds = [p.fold for p in pairs]
     scored.folds = None if any(f is None for f in folds) else np.array(folds)
     return report(scored, pairs_file, out)

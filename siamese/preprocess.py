@@ -61,6 +61,22 @@ def image_file(root: Path, key: str) -> Path:
     return path
 
 
+def check_pair_images(root: Path, keys) -> Path:
+    """Refuse a missing image root or image before any model is loaded or file written.
+
+    Returns the root; every key is checked with `image_file`'s rules, so a path leaving the root
+    is refused here too.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise SiameseError(f"image root {root} is not a folder")
+    missing = [key for key in dict.fromkeys(keys) if not image_file(root, key).is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise SiameseError(f"image not found: {root / missing[0]}{more}")
+    return root
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     """Scale 16-bit, 32-bit and float grey images to 8 bits (Pillow's convert would clip them)."""
     values = np.asarray(img, dtype=np.float64)

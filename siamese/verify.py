@@ -12,7 +12,7 @@ from siamese.artifacts import DEFAULT_POLICY, ExportFolder, ExportPolicy, newest
 from siamese.errors import SiameseError
 from siamese.files import atomic_write, check_writable, write_json
 from siamese.pairs import Pair
-from siamese.preprocess import DECODE_WORKERS, decode_image, image_file
+from siamese.preprocess import DECODE_WORKERS, check_pair_images, decode_image, image_file
 from siamese.runtimes import create
 
 DEFAULT_RUNTIME = "ort-cpu"
@@ -146,9 +146,7 @@ def verify_pair_file(
     if output is not None and output.suffix.lower() not in (".csv", ".json"):
         raise SiameseError(f"{output}: results are written as .csv or .json")
     pairs = read_pairs(pairs_file, labels_required=False)
-    image_root = image_root or image_root_for(pairs_file)
-    if not image_root.is_dir():
-        raise SiameseError(f"image root {image_root} is not a folder")
+    image_root = check_pair_images(image_root or image_root_for(pairs_file), (k for p in pairs for k in (p.a, p.b)))
     if output is not None:
         check_writable(output.parent)
     rows = Verifier(export, runtime, policy=policy).verify_pairs(pairs, image_root, batch)

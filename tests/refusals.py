@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 from click.testing import CliRunner
+from PIL import Image
+
+from siamese.artifacts import METADATA
+from siamese.export import write_manifest
 
 USAGE = 2  # click: a bad option value or a bad combination of options
 ERROR = 1  # siamese: a SiameseError, shown as one line
@@ -34,3 +41,43 @@ def assert_refused(command, args: list[str], message: str, code: int, watched: l
     assert re.search(message, output), f"{message!r} not in: {output}"
     assert snapshot(*watched) == before, "files changed although the command was refused"
     return output
+
+
+GOOD_PAIRS = "A/1.png A/2.png 1\nA/1.png B/1.png 0\n"
+
+# Metadata a careless editor could leave behind, and the message that names what is wrong.
+METADATA_EDITS = [
+    (lambda m: m.__setitem__("threshold", float("nan")), "threshold nan is not finite"),
+    (lambda m: m.pop("variant"), "key 'variant' is missing"),
+    (lambda m: m.__setitem__("image_size", "128"), "key 'image_size' is missing or not a int"),
+    (lambda m: m.__setitem__("image_size", 12), "image_size 12 is not a multiple of 8"),
+    (lambda m: m.__setitem__("dtype", "int3"), "dtype 'int3' is not one of"),
+    (lambda m: m.__setitem__("higher_is_same", "yes"), "key 'higher_is_same' is missing or not a bool"),
+]
+
+
+def image_root(path: Path) -> Path:
+    """Two people, A and B, with two random 32x32 PNGs each: 1.png and 2.png."""
+    rng = np.random.default_rng(0)
+    for person in ("A", "B"):
+        (path / "img" / person).mkdir(parents=True)
+        for i in (1, 2):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(path / "img" / person / f"{i}.png")
+    return path / "img"
+
+
+def pair_list(path: Path, text: str, name: str = "pairs.txt") -> Path:
+    (path / name).write_text(text)
+    return path / name
+
+
+def edited_export(export: Path, path: Path, edit) -> Path:
+    """A copy with its metadata edited and the manifest re-hashed, as a careless editor would."""
+    copy = path / "export"
+    shutil.copytree(export, copy)
+    meta = json.loads((copy / METADATA).read_text())
+    edit(meta)
+    (copy / METADATA).write_text(json.dumps(meta))
+    write_manifest(copy)
+    return copy
