@@ -10,6 +10,7 @@ renamed into place; otherwise it is removed and the export fails, naming what di
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import json
 import logging
@@ -45,7 +46,9 @@ from siamese.parity import ParityInputs, check_compare_graph, check_runner, with
 from siamese.provenance import git_commit
 
 ONNX_OPSET = 18
-ONNX_SINGLE_FILE_LIMIT = 1_800_000_000  # protobuf's hard limit is 2 GiB; keep a margin
+ONNX_WEIGHTS = (
+    "onnx.data"  # the one weights file of every ONNX graph of an export (each graph alone is under 2 GiB anyway)
+)
 DEFAULT_FORMATS = ("onnx", "torchscript", "pt2")
 
 
@@ -135,10 +138,68 @@ def write_onnx(module, graph: str, path: Path, meta: dict) -> dict:
     meta = {**meta, "onnx_exporter": method}
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
-    external = proto.ByteSize() > ONNX_SINGLE_FILE_LIMIT
-    onnx.save_model(proto, str(path), save_as_external_data=external, location=path.name + ".data")
+    shared, added = store_in_weights_file(proto, path.parent / ONNX_WEIGHTS)
+    onnx.save_model(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
-    return {"method": method, "opset": ONNX_OPSET, "external_data": external}
+    return {
+        "method": method,
+        "opset": ONNX_OPSET,
+        "weights_file": ONNX_WEIGHTS,
+        "tensors_shared": shared,
+        "tensors_added": added,
+    }
+
+
+def store_in_weights_file(proto, data_file: Path, min_bytes: int = 1024) -> tuple[int, int]:
+    """Point the large initializers of `proto` at `data_file`, which every ONNX graph of an
+    export shares: a tensor whose bytes some graph already stored there is referenced, not
+    written again, so the pair graph adds nothing to the embedding graph's
+    weights. Returns (tensors shared, tensors appended)."""
+    from onnx import TensorProto, numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    shared = added = 0
+    with open(data_file, "ab+") as data:
+        stored = {hashlib.sha256(_read_at(data, *where)).digest(): where for where in _stored_tensors(data_file)}
+        for tensor in proto.graph.initializer:
+            raw = numpy_helper.to_array(tensor).tobytes()
+            if len(raw) < min_bytes:
+                continue
+            digest = hashlib.sha256(raw).digest()
+            where = stored.get(digest)
+            if where is not None:
+                shared += 1
+            else:
+                data.seek(0, io.SEEK_END)
+                where = (-data.tell() % 4096 + data.tell(), len(raw))  # page-aligned, so runtimes can map it
+                data.write(b"\0" * (where[0] - data.tell()) + raw)
+                stored[digest] = where
+                added += 1
+            for field in ("float_data", "int32_data", "int64_data", "double_data"):
+                tensor.ClearField(field)
+            tensor.raw_data = raw  # set_external_data insists on it; then the bytes live only in the file
+            set_external_data(tensor, data_file.name, offset=where[0], length=where[1])
+            tensor.ClearField("raw_data")
+            tensor.data_location = TensorProto.EXTERNAL
+    return shared, added
+
+
+def _stored_tensors(data_file: Path) -> set[tuple[int, int]]:
+    """(offset, length) of the tensors that the ONNX files beside `data_file` keep in it."""
+    import onnx
+
+    stored = set()
+    for model in sorted(data_file.parent.glob("*.onnx")):
+        for tensor in onnx.load(str(model), load_external_data=False).graph.initializer:
+            info = {e.key: e.value for e in tensor.external_data}
+            if info.get("location") == data_file.name:
+                stored.add((int(info["offset"]), int(info["length"])))
+    return stored
+
+
+def _read_at(file, offset: int, length: int) -> bytes:
+    file.seek(offset)
+    return file.read(length)
 
 
 WRITERS = {"onnx": write_onnx, "torchscript": write_torchscript, "pt2": write_pt2, "aoti": write_aoti}

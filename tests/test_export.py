@@ -139,16 +139,17 @@ def test_tampered_truncated_or_missing_files_are_refused(exported, tmp_path, dam
         loaded(copy, graphs=["pair"])
 
 
-def test_missing_onnx_external_data_is_named(tmp_path, monkeypatch):
-    import siamese.export
-
-    monkeypatch.setattr(siamese.export, "ONNX_SINGLE_FILE_LIMIT", 0)  # force external data
-    ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
+def test_onnx_graphs_share_one_copy_of_the_weights(tmp_path):
+    ckpt = make_test_checkpoint(tmp_path / "c.pt", "bce", SIZE)
     dest, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
-    assert (dest / "embedding.onnx.data").is_file()
-    assert json.loads((dest / "metadata.json").read_text())["artifacts"]["embedding.onnx"]["external_data"]
-    (dest / "embedding.onnx.data").unlink()
-    with pytest.raises(SiameseError, match="embedding.onnx.data: listed in manifest.json but missing"):
+    weights = (dest / "weights.safetensors").stat().st_size
+    # one copy plus page alignment; a copy per graph would be 2-3x
+    assert weights <= (dest / "onnx.data").stat().st_size < 1.1 * weights
+    assert all((dest / f"{g}.onnx").stat().st_size < weights / 100 for g in ("embedding", "pair", "compare"))
+    notes = json.loads((dest / "metadata.json").read_text())["artifacts"]
+    assert notes["pair.onnx"]["tensors_shared"] == notes["embedding.onnx"]["tensors_added"]
+    (dest / "onnx.data").unlink()
+    with pytest.raises(SiameseError, match="onnx.data: listed in manifest.json but missing"):
         loaded(dest, graphs=["embedding"])
 
 
