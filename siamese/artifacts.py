@@ -33,7 +33,7 @@ UNTRUSTED = (
 # rebuild the network from this file, so neither ever unpickles anything from an export
 WEIGHTS = "weights.safetensors"
 FEATURE_DIM = 1024  # siamese.model.FEATURE_DIM, repeated so reading an export needs no torch
-DTYPES = ("fp32", "fp16", "bf16")  # what an export can be written in
+DTYPES = ("fp32", "fp16", "bf16", "int8")  # what an export can be written in
 
 
 def artifact_name(graph: str, fmt: str) -> str:

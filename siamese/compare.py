@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")  # finest to coarsest
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")  # finest to coarsest
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ TOLERANCES = {
     "tf32": Tolerance(atol=1e-3, rtol=1e-3, accuracy_delta=0.005),
     "fp16": Tolerance(atol=3e-3, rtol=3e-3, accuracy_delta=0.005),
     "bf16": Tolerance(atol=2e-2, rtol=2e-2, accuracy_delta=0.005),
+    "int8": Tolerance(atol=1e-1, rtol=1e-1, accuracy_delta=0.01),  # provisional, measured below
 }
 
 

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +45,14 @@ from siamese.files import check_writable, sha256_file
 from siamese.model import FEATURE_DIM
 from siamese.parity import ParityInputs, check_compare_graph, check_runner, with_random_pairs
 from siamese.provenance import git_commit
+from siamese.quantize import calibration_feeds, quantize_onnx
 
 ONNX_OPSET = 18
 ONNX_WEIGHTS = (
     "onnx.data"  # the one weights file of every ONNX graph of an export (each graph alone is under 2 GiB anyway)
 )
 DEFAULT_FORMATS = ("onnx", "torchscript", "pt2")
+CALIBRATION_IMAGES = 256
 
 
 def example_inputs(graph: str, image_size: int, batch: int = 2) -> tuple[torch.Tensor, ...]:
@@ -132,22 +135,40 @@ def _onnx_proto(module, graph: str, image_size: int):
 
 
 def write_onnx(module, graph: str, path: Path, meta: dict) -> dict:
+    proto, method = _onnx_proto(module, graph, meta["image_size"])
+    return {"method": method, "opset": ONNX_OPSET, **save_onnx(proto, path, meta)}
+
+
+def write_onnx_int8(module, graph: str, path: Path, meta: dict, calibration: np.ndarray) -> dict:
+    """The fp32 graph, statically quantized to INT8 with `calibration` images (training identities)."""
     import onnx
 
-    proto, method = _onnx_proto(module, graph, meta["image_size"])
-    meta = {**meta, "onnx_exporter": method}
+    if graph == "compare":  # features in, one small head: nothing for INT8 to speed up
+        return write_onnx(module, graph, path, meta)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / path.name, Path(tmp) / f"int8-{path.name}"
+        notes = write_onnx(module, graph, fp32, meta)
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # ORT suggests its pre-processing; its optimiser runs at load
+        try:
+            notes |= quantize_onnx(fp32, int8, calibration_feeds(INPUT_NAMES[graph], calibration))
+        finally:
+            logging.getLogger().setLevel(quiet)
+        proto = onnx.load(str(int8))
+    del proto.metadata_props[:]
+    return {**notes, **save_onnx(proto, path, meta)}
+
+
+def save_onnx(proto, path: Path, meta: dict) -> dict:
+    """Label `proto` with the metadata, keep its weights in the export's shared file, save and check it."""
+    import onnx
+
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
     shared, added = store_in_weights_file(proto, path.parent / ONNX_WEIGHTS)
     onnx.save_model(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
-    return {
-        "method": method,
-        "opset": ONNX_OPSET,
-        "weights_file": ONNX_WEIGHTS,
-        "tensors_shared": shared,
-        "tensors_added": added,
-    }
+    return {"weights_file": ONNX_WEIGHTS, "tensors_shared": shared, "tensors_added": added}
 
 
 def store_in_weights_file(proto, data_file: Path, min_bytes: int = 1024) -> tuple[int, int]:
@@ -211,27 +232,38 @@ WRITERS = {"onnx": write_onnx, "torchscript": write_torchscript, "pt2": write_pt
 def verification_inputs(ckpt: Checkpoint, n_pairs: int = 32, n_random: int = 8, seed: int = 0) -> ParityInputs:
     """Real labelled test pairs of the checkpoint's data set (LFW or synthetic) plus seeded random images."""
     size = ckpt.model_config.image_size
-    a, b, labels, source = _real_test_pairs(ckpt, size, n_pairs, seed)
+    a, b, labels, source = _real_pairs(ckpt, "test", size, n_pairs, seed)
     return with_random_pairs(a, b, labels, source, n_random, size, seed)
 
 
-def _real_test_pairs(ckpt: Checkpoint, size: int, n: int, seed: int):
+def calibration_images(ckpt: Checkpoint, n_images: int = CALIBRATION_IMAGES, seed: int = 0) -> tuple[np.ndarray, str]:
+    """(N, S, S, 3) uint8 images of training pairs, and where they come from: quantization
+    never sees a test identity."""
+    a, b, _, source = _real_pairs(ckpt, "train", ckpt.model_config.image_size, n_images // 2, seed)
+    if not len(a):
+        raise SiameseError(f"INT8 calibration needs the training images of the checkpoint's data set ({source})")
+    return np.concatenate([a, b]), f"{2 * len(a)} images of {source}"
+
+
+def _real_pairs(ckpt: Checkpoint, split: str, size: int, n: int, seed: int):
+    """n pairs of the data set's `split` (train or test): image_a, image_b, labels and what they are."""
     if ckpt.data_set == "synthetic":
         from siamese.synthetic import make_synthetic
 
         ds = make_synthetic(image_size=size, seed=ckpt.data.get("seed", 0))
-        rows = torch.randperm(len(ds.test), generator=torch.Generator().manual_seed(seed))[:n]
+        pairs = ds.train if split == "train" else ds.test
+        rows = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:n]
         images = ds.bank.images.numpy()
-        labels = ds.test.same[rows].numpy().astype(np.int8)
-        return images[ds.test.a[rows]], images[ds.test.b[rows]], labels, f"{len(rows)} synthetic test pairs"
-    pairs_file = Path(ckpt.data.get("test_pairs", ""))
+        labels = pairs.same[rows].numpy().astype(np.int8)
+        return images[pairs.a[rows]], images[pairs.b[rows]], labels, f"{len(rows)} synthetic {split} pairs"
+    pairs_file = Path(ckpt.data.get(f"{split}_pairs", ""))
     if not pairs_file.is_file() and (folder := find_lfw()) is not None:
-        pairs_file = locate_lfw(folder).test_pairs or Path("")
+        pairs_file = getattr(locate_lfw(folder), f"{split}_pairs") or Path("")
     if not pairs_file.is_file():
         empty = np.zeros((0, size, size, 3), np.uint8)
         return empty, empty, np.zeros(0, np.int8), "no LFW found: random images only"
     a, b, labels = sample_pairs(pairs_file, size, n, seed)
-    return a, b, labels, f"{len(a)} LFW test pairs from {pairs_file.name}"
+    return a, b, labels, f"{len(a)} LFW {split} pairs from {pairs_file.name}"
 
 
 # -- the export --
@@ -339,6 +371,8 @@ def export_checkpoint(
         raise SiameseError(
             "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"
         )
+    if dtype == "int8" and set(formats) != {"onnx"}:
+        raise SiameseError("INT8 is an ONNX Runtime quantized artifact: export it with --format onnx")
     if name is not None:
         path_component(name, "export name")
     ckpt = load_checkpoint(checkpoint)
@@ -350,10 +384,14 @@ def export_checkpoint(
     if dest.is_symlink() or (dest.exists() and not (dest / MANIFEST).is_file()):
         raise SiameseError(f"{dest} is not an export folder: --force only replaces an export")
     reference_graphs = graphs_from_checkpoint(ckpt, "fp32")
-    graphs = graphs or (reference_graphs if dtype == "fp32" else graphs_from_checkpoint(ckpt, dtype))
+    graphs = graphs or (reference_graphs if dtype in ("fp32", "int8") else graphs_from_checkpoint(ckpt, dtype))
     meta = build_metadata(ckpt, Path(checkpoint), dtype)
     inputs = verification_inputs(ckpt, n_pairs)
     meta["verified_on"] = inputs.source
+    writers = WRITERS
+    if dtype == "int8":
+        images, meta["int8_calibration"] = calibration_images(ckpt)
+        writers = {**WRITERS, "onnx": partial(write_onnx_int8, calibration=images)}
     check_writable(dest.parent)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.partial-"))
     try:
@@ -364,7 +402,7 @@ def export_checkpoint(
                 file = artifact_name(graph, fmt)
                 log(f"writing {file}")
                 try:
-                    notes[file] = WRITERS[fmt](
+                    notes[file] = writers[fmt](
                         graphs[graph], graph, tmp / file, {**meta, "graph": graph, "format": fmt}
                     )
                 except Exception as exc:  # exporters raise many types; name the artifact and the cause
@@ -399,8 +437,8 @@ def export_checkpoint(
 def recover_interrupted(dest: Path) -> None:
     """Undo what a killed export of `dest` left behind: its partial folders, and a replaced
     export that was moved aside but not yet removed (restored if `dest` itself is gone)."""
-    for partial in dest.parent.glob(f".{dest.name}.partial-*"):
-        shutil.rmtree(partial, ignore_errors=True)
+    for leftover in dest.parent.glob(f".{dest.name}.partial-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     for old in sorted(dest.parent.glob(f".{dest.name}.replaced-*")):
         if not dest.exists() and (old / MANIFEST).is_file():
             old.rename(dest)
@@ -421,6 +459,9 @@ def resolve_formats(requested, dtype: str, log=print) -> list[str]:
     if dtype == "bf16":
         formats.remove("onnx")
         log("bf16: skipping ONNX (opset 18 has no bfloat16 convolution)")
+    if dtype == "int8":
+        formats = ["onnx"]
+        log("int8: ONNX only (an ONNX Runtime quantized artifact)")
     return formats
 
 

@@ -153,6 +153,30 @@ def test_onnx_graphs_share_one_copy_of_the_weights(tmp_path):
         loaded(dest, graphs=["embedding"])
 
 
+def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified(tmp_path):
+    ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
+    fp32, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
+    int8, checks = export_checkpoint(
+        ckpt, tmp_path / "exports", formats=["onnx"], dtype="int8", n_pairs=16, log=lambda m: None
+    )
+    assert int8.name.endswith("-int8") and all(c.passed for c in checks)
+    ratio = (fp32 / "onnx.data").stat().st_size / (int8 / "onnx.data").stat().st_size
+    assert 3.5 < ratio < 4.5  # int8 weights, one copy shared by both graphs
+    ops = {n.op_type for n in onnx.load(str(int8 / "embedding.onnx"), load_external_data=False).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
+    meta = ExportFolder.open(int8).metadata
+    assert meta.dtype == "int8"
+    calibration = json.loads((int8 / "metadata.json").read_text())["int8_calibration"]
+    assert "LFW train pairs from pairsDevTrain.txt" in calibration
+    assert loaded(int8).embed(np.zeros((2, SIZE, SIZE, 3), np.uint8)).shape == (2, 1024)
+
+
+def test_int8_is_an_onnx_artifact_only(tmp_path):
+    ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
+    with pytest.raises(SiameseError, match="INT8 is an ONNX Runtime quantized artifact"):
+        export_checkpoint(ckpt, tmp_path / "exports", formats=["torchscript"], dtype="int8", log=lambda m: None)
+
+
 def test_a_disagreeing_artifact_fails_the_export_and_leaves_nothing(tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "bce", SIZE)
     graphs = graphs_from_checkpoint(load_checkpoint(ckpt))
