@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,6 +54,16 @@ class Verifier:
         with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
             return np.stack(list(pool.map(lambda p: decode_image(p, size), paths)))
 
+    def decoded(self, batches: list[list[Path]]) -> Iterator[np.ndarray]:
+        """Each batch of images decoded while the runtime works on the one before it."""
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            pending = [ahead.submit(self.load_images, paths) for paths in batches[:1]]
+            for paths in [*batches[1:], None]:
+                images = pending.pop().result()
+                if paths is not None:
+                    pending.append(ahead.submit(self.load_images, paths))
+                yield images
+
     def embed(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
         return np.concatenate([self.runner.embed(images[i : i + batch]) for i in range(0, len(images), batch)])
 
@@ -74,12 +85,8 @@ class Verifier:
         """Every distinct image is decoded and embedded once, however many pairs it is in."""
         keys = sorted({k for p in pairs for k in (p.a, p.b)})
         row = {k: i for i, k in enumerate(keys)}
-        features = np.concatenate(
-            [
-                self.embed(self.load_images([image_file(image_root, k) for k in keys[i : i + batch]]), batch)
-                for i in range(0, len(keys), batch)
-            ]
-        )
+        batches = [[image_file(image_root, k) for k in keys[i : i + batch]] for i in range(0, len(keys), batch)]
+        features = np.concatenate([self.embed(images, batch) for images in self.decoded(batches)])
         ia = np.array([row[p.a] for p in pairs])
         ib = np.array([row[p.b] for p in pairs])
         score, same = self.decide(features[ia], features[ib])

@@ -1,0 +1,106 @@
+"""The training step's speed on this machine, per way of running it.
+
+`python -m bench.train_step --image-size 128` times one identity-batched contrastive training
+step (forward, all-pairs loss, backward, AdamW) of the spec network in each mode:
+
+- fp32: eager, as `siamese-train` runs by default;
+- bf16: `--amp bf16`, autocast to bfloat16 (fast only where the CPU has AVX-512 bf16 or AMX);
+- channels-last: the network and its input in NHWC memory order;
+- compile: the embedding network under torch.compile (compile time reported apart).
+
+Every mode starts from the same weights and batch; its first loss is compared with fp32's, so
+a mode that is fast because it computes something else shows up. Prints images/s and pairs/s
+(pairs inside each P x K batch) per mode, and the ratio to fp32.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import click
+import torch
+
+from siamese.data import IdentityBatch
+from siamese.model import SiameseNet, all_pairs_loss
+
+MODES = ("fp32", "bf16", "channels-last", "compile")
+
+
+def make_step(model: SiameseNet, mode: str):
+    """A zero-argument training step on `images` for `mode`, and the optimizer it updates."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    embed = model.embed
+    if mode == "channels-last":
+        model.to(memory_format=torch.channels_last)
+    if mode == "compile":
+        embed = torch.compile(model.embed)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16")
+
+    def step(images: torch.Tensor, batch: IdentityBatch) -> float:
+        if mode == "channels-last":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            features = embed(images)
+        loss = all_pairs_loss(model, features.float(), batch.identity, "hard")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def time_mode(base: SiameseNet, mode: str, images, batch: IdentityBatch, steps: int) -> dict:
+    model = copy.deepcopy(base).train()
+    step = make_step(model, mode)
+    start = time.perf_counter()
+    first_loss = step(images, batch)  # includes compilation for `compile`
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(images, batch)
+    step_s = (time.perf_counter() - start) / steps
+    n = len(images)
+    return {
+        "mode": mode,
+        "first_loss": first_loss,
+        "first_step_s": first_s,
+        "step_s": step_s,
+        "images_per_s": n / step_s,
+        "pairs_per_s": n * (n - 1) / 2 / step_s,
+    }
+
+
+@click.command()
+@click.option("--image-size", type=click.IntRange(min=8), default=128)
+@click.option("--identities", "per_batch", type=click.IntRange(min=2), default=24, help="P identities per batch")
+@click.option("--images-per-identity", "per_identity", type=click.IntRange(min=2), default=4, help="K")
+@click.option("--steps", type=click.IntRange(min=1), default=3, help="timed steps per mode (after one untimed)")
+@click.option("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+def main(image_size: int, per_batch: int, per_identity: int, steps: int, modes: str) -> None:
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - set(MODES))
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown mode(s) {unknown}; choose from {', '.join(MODES)}", param_hint="--modes")
+    torch.manual_seed(0)
+    base = SiameseNet("contrastive", image_size, margin=90.0)
+    n = per_batch * per_identity
+    images = torch.randn(n, 3, image_size, image_size)
+    batch = IdentityBatch(torch.arange(n), torch.arange(per_batch).repeat_interleave(per_identity))
+    click.echo(
+        f"training step: {per_batch} x {per_identity} images of {image_size}px, {torch.get_num_threads()} threads"
+    )
+    results = [time_mode(base, mode, images, batch, steps) for mode in chosen]
+    reference = next((r for r in results if r["mode"] == "fp32"), results[0])
+    for r in results:
+        loss_change = abs(r["first_loss"] - reference["first_loss"]) / abs(reference["first_loss"])
+        click.echo(
+            f"  {r['mode']:14s} {r['images_per_s']:7.1f} images/s {r['pairs_per_s']:8.0f} pairs/s "
+            f"({reference['step_s'] / r['step_s']:.2f}x fp32)  first step {r['first_step_s']:.1f} s, "
+            f"loss {r['first_loss']:.4f} ({loss_change:.1e} from fp32)"
+        )
+
+
+if __name__ == "__main__":
+    main()
