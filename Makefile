@@ -15,7 +15,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install "$(TORCH)"
-	$(BIN)/pip install -e ".[$(ORT),dev]"
+	$(BIN)/pip install -e ".[$(ORT),openvino,dev]"
 
 train: install
 	$(BIN)/siamese-train --variant both --head diff-prod $(ARGS)

@@ -46,7 +46,10 @@ TOLERANCES = {
     "tf32": Tolerance(atol=1e-3, rtol=1e-3, accuracy_delta=0.005),
     "fp16": Tolerance(atol=3e-3, rtol=3e-3, accuracy_delta=0.005),
     "bf16": Tolerance(atol=2e-2, rtol=2e-2, accuracy_delta=0.005),
-    "int8": Tolerance(atol=1e-1, rtol=1e-1, accuracy_delta=0.01),  # provisional, measured below
+    # INT8 (static, calibrated) is coarser than every float format: most features are within
+    # 0.3% of their scale, but a few images with activations beyond the calibrated ranges are
+    # off by up to 20% of the scale (README, "CPU performance"); measured on the 1,000 LFW test pairs
+    "int8": Tolerance(atol=0.2, rtol=0.2, accuracy_delta=0.01),
 }
 
 

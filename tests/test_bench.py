@@ -1,5 +1,6 @@
 """The benchmark harness: every registered runtime's parity, statuses, crashes, result schema, reports."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from siamese.errors import SiameseError
 from siamese.model import flops_per_image
 from siamese.parity import check_runner, parity_inputs, run_outputs
 from siamese.runtimes import REFERENCE, RUNTIMES, RunnerSpec, create
+from siamese.runtimes.openvino import OpenVino
 
 FAST_TIMING = TimingConfig(warmup=1, warmup_seconds=0.0, iterations=2, repeats=2)
 
@@ -45,7 +47,10 @@ def expected_unavailable(runner, export) -> bool:
         return True
     if abilities.loads_code and not export.trusted:
         return True
-    if abilities.artifact == "onnx":
+    if isinstance(runner, OpenVino):
+        if importlib.util.find_spec("openvino") is None:
+            return True
+    elif abilities.artifact == "onnx":
         import onnxruntime
 
         from siamese.runtimes.ort import PROVIDERS

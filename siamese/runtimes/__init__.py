@@ -42,6 +42,8 @@ RUNTIMES: dict[str, RunnerSpec] = {
     "pt2-cpu": _spec("pt2", "ExportedProgram"),
     "aoti-cpu": _spec("pt2", "AOTInductor"),
     "ort-cpu": _spec("ort", "OnnxRuntime"),
+    "openvino-cpu": _spec("openvino", "OpenVino"),
+    "openvino-bf16-cpu": _spec("openvino", "OpenVino", precision="bf16"),
     "eager-fp32-cuda": _spec("eager", "Eager", device="cuda"),
     "eager-tf32-cuda": _spec("eager", "Eager", device="cuda", precision="tf32"),
     "eager-bf16-cuda": _spec("eager", "Eager", device="cuda", precision="bf16"),
