@@ -27,6 +27,7 @@ from siamese.verify import Verifier, image_root_for
 
 
 def naive(verifier: Verifier, pairs, root: Path, batch: int) -> np.ndarray:
+    verifier.runner.load(verifier.folder, ("pair",))
     same = []
     for i in range(0, len(pairs), batch):
         chunk = pairs[i : i + batch]
