@@ -285,7 +285,8 @@ def test_full_size_network_exports_at_full_size_with_parity(tmp_path, fmt):
     graph = graphs_from_checkpoint(ckpt)["embedding"]
     path = tmp_path / f"embedding.{fmt}"
     FULL_WRITERS[fmt](graph, "embedding", path, {"image_size": 128})
-    assert 540e6 < path.stat().st_size < 560e6  # the 134 M-parameter FC layer dominates
+    stored = sum(f.stat().st_size for f in tmp_path.iterdir() if f.name.startswith(("embedding", "onnx.data")))
+    assert 540e6 < stored < 560e6  # the 134 M-parameter FC layer dominates
     images = random_images(2, size=128)
     with torch.inference_mode():
         ref = graph(torch.from_numpy(images)).numpy()

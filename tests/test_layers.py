@@ -10,15 +10,33 @@ ROOT = Path(__file__).resolve().parents[1]
 # lowest first; a module may import its own layer and those below it
 LAYERS = [
     {"siamese.errors", "siamese.files", "siamese.provenance", "siamese.options"},
-    {"siamese.model", "siamese.preprocess", "siamese.pairs", "siamese.metrics", "siamese.augment", "siamese.compare"},
+    {
+        "siamese.model",
+        "siamese.preprocess",
+        "siamese.pairs",
+        "siamese.metrics",
+        "siamese.augment",
+        "siamese.compare",
+        "siamese.quantize",
+    },
     {"siamese.data", "siamese.synthetic", "siamese.fetch", "siamese.checkpoint", "siamese.artifacts"},
     {"siamese.deploy", "siamese.parity"},
     {
         f"siamese.runtimes{m}"
-        for m in ("", ".base", ".torch_runner", ".eager", ".compiled", ".torchscript", ".pt2", ".ort")
+        for m in ("", ".base", ".torch_runner", ".eager", ".compiled", ".torchscript", ".pt2", ".ort", ".openvino")
     },
     {"siamese.export", "siamese.verify", "siamese.train", "siamese.evaluate"},
-    {"bench.result", "bench.machine", "bench.timing", "bench.report", "bench.harness", "bench.tolerances", "bench"},
+    {
+        "bench.result",
+        "bench.machine",
+        "bench.timing",
+        "bench.report",
+        "bench.harness",
+        "bench.tolerances",
+        "bench.pair_workload",
+        "bench.train_step",
+        "bench",
+    },
     {"siamese.cli", "bench.cli"},
 ]
 LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
