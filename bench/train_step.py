@@ -28,7 +28,7 @@ MODES = ("fp32", "bf16", "channels-last", "compile")
 
 
 def make_step(model: SiameseNet, mode: str):
-    """A zero-argument training step on `images` for `mode`, and the optimizer it updates."""
+    """One training step for `mode`: (images, batch) -> the loss, with its own AdamW."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     embed = model.embed
     if mode == "channels-last":

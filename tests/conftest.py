@@ -50,3 +50,18 @@ def small_export(tmp_path_factory):
         return made[variant]
 
     return export_for
+
+
+@pytest.fixture
+def contrastive_export(small_export) -> Path:
+    """The session's small contrastive export folder."""
+    _, dest, _ = small_export("contrastive")
+    return dest
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """A small image root of two people (refusals.image_root)."""
+    from refusals import image_root
+
+    return image_root(tmp_path)

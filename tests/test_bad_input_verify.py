@@ -3,20 +3,9 @@
 import shutil
 
 import pytest
-from refusals import ERROR, GOOD_PAIRS, METADATA_EDITS, USAGE, assert_refused, edited_export, image_root, pair_list
+from refusals import ERROR, GOOD_PAIRS, METADATA_EDITS, USAGE, assert_refused, edited_export, pair_list
 
 from siamese import cli
-
-
-@pytest.fixture(scope="module")
-def export(small_export):
-    _, dest, _ = small_export("contrastive")
-    return dest
-
-
-@pytest.fixture
-def images(tmp_path):
-    return image_root(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -40,20 +29,20 @@ def test_not_an_export(tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", METADATA_EDITS)
-def test_edited_metadata_is_refused_with_the_file_and_key(export, tmp_path, edit, message):
-    copy = edited_export(export, tmp_path, edit)
+def test_edited_metadata_is_refused_with_the_file_and_key(contrastive_export, tmp_path, edit, message):
+    copy = edited_export(contrastive_export, tmp_path, edit)
     output = assert_refused(cli.verify, ["--export", copy, "a.png", "b.png"], message, ERROR, [tmp_path])
     assert "metadata.json" in output
 
 
-def test_a_modified_artifact_fails_its_hash(export, tmp_path, images):
+def test_a_modified_artifact_fails_its_hash(contrastive_export, tmp_path, image_folder):
     copy = tmp_path / "export"
-    shutil.copytree(export, copy)
+    shutil.copytree(contrastive_export, copy)
     with open(copy / "embedding.onnx", "r+b") as f:
         f.seek(100)
         f.write(b"\x00\x01")
     pairs = pair_list(tmp_path, GOOD_PAIRS)
-    args = ["--export", copy, "--pairs", pairs, "--images", images]
+    args = ["--export", copy, "--pairs", pairs, "--images", image_folder]
     assert_refused(cli.verify, args, "embedding.onnx: sha256 differs from the manifest", ERROR, [tmp_path])
 
 
@@ -68,31 +57,42 @@ def test_a_modified_artifact_fails_its_hash(export, tmp_path, images):
         ("A/1.png A/1.png 1\n", "pairs image 'A/1.png' with itself"),
     ],
 )
-def test_bad_pair_lists(export, tmp_path, images, text, message):
+def test_bad_pair_lists(contrastive_export, tmp_path, image_folder, text, message):
     pairs = pair_list(tmp_path, text)
-    args = ["--export", export, "--pairs", pairs, "--images", images, "--output", tmp_path / "out.csv"]
+    args = [
+        "--export",
+        contrastive_export,
+        "--pairs",
+        pairs,
+        "--images",
+        image_folder,
+        "--output",
+        tmp_path / "out.csv",
+    ]
     assert_refused(cli.verify, args, message, ERROR, [tmp_path])
     assert not (tmp_path / "out.csv").exists()
 
 
-def test_a_linked_image_outside_the_root_is_refused(export, tmp_path, images):
-    (tmp_path / "secret.png").write_bytes((images / "A" / "1.png").read_bytes())
-    (images / "B" / "3.png").symlink_to(tmp_path / "secret.png")
+def test_a_linked_image_outside_the_root_is_refused(contrastive_export, tmp_path, image_folder):
+    (tmp_path / "secret.png").write_bytes((image_folder / "A" / "1.png").read_bytes())
+    (image_folder / "B" / "3.png").symlink_to(tmp_path / "secret.png")
     pairs = pair_list(tmp_path, "A/1.png B/3.png 0\n")
-    args = ["--export", export, "--pairs", pairs, "--images", images]
+    args = ["--export", contrastive_export, "--pairs", pairs, "--images", image_folder]
     assert_refused(cli.verify, args, "outside the image root", ERROR, [tmp_path])
 
 
-def test_an_image_root_that_is_not_a_folder(export, tmp_path):
+def test_an_image_root_that_is_not_a_folder(contrastive_export, tmp_path):
     pairs = pair_list(tmp_path, GOOD_PAIRS)
-    args = ["--export", export, "--pairs", pairs, "--images", tmp_path / "none"]
+    args = ["--export", contrastive_export, "--pairs", pairs, "--images", tmp_path / "none"]
     assert_refused(cli.verify, args, "image root .*none is not a folder", ERROR, [tmp_path])
 
 
-def test_duplicate_pairs_are_answered_and_reported(export, tmp_path, images):
+def test_duplicate_pairs_are_answered_and_reported(contrastive_export, tmp_path, image_folder):
     from click.testing import CliRunner
 
     pairs = pair_list(tmp_path, GOOD_PAIRS + "A/2.png A/1.png 1\n")
-    result = CliRunner().invoke(cli.verify, ["--export", str(export), "--pairs", str(pairs), "--images", str(images)])
+    result = CliRunner().invoke(
+        cli.verify, ["--export", str(contrastive_export), "--pairs", str(pairs), "--images", str(image_folder)]
+    )
     assert result.exit_code == 0 and "warning: " in result.output and "1 repeated pairs" in result.output
     assert "3 pairs" in result.output

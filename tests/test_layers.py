@@ -35,6 +35,7 @@ LAYERS = [
         "bench.tolerances",
         "bench.pair_workload",
         "bench.train_step",
+        "bench.shared_weights",
         "bench",
     },
     {"siamese.cli", "bench.cli"},
