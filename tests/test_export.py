@@ -339,3 +339,17 @@ def test_modified_weights_file_is_refused(exported, tmp_path):
     (copy / WEIGHTS).write_bytes(bytes(data))
     with pytest.raises(SiameseError, match="weights.safetensors: sha256 differs"):
         graphs_from_weights(ExportFolder.open(copy))
+
+
+def test_verify_pairs_in_small_batches_gives_each_pair_its_own_images(contrastive_export, image_folder):
+    """Decoding ahead of the runtime must not shift any image onto another pair's features."""
+    from siamese.pairs import Pair
+    from siamese.verify import Verifier
+
+    verifier = Verifier(contrastive_export, "ort-cpu", policy=ExportPolicy())
+    keys = ["A/1.png", "A/2.png", "B/1.png", "B/2.png"]
+    pairs = [Pair(a, b, -1) for a in keys for b in keys if a < b]
+    rows = verifier.verify_pairs(pairs, image_folder, batch=1)  # one image per batch: four batches in flight
+    for pair, row in zip(pairs, rows, strict=True):
+        alone = verifier.verify_files(image_folder / pair.a, image_folder / pair.b)
+        assert row["score"] == pytest.approx(alone["score"], rel=1e-5, abs=1e-6), pair
