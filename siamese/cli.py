@@ -100,6 +100,12 @@ from siamese.train import TrainConfig
     default="none",
     help="bf16 autocast for training steps (evaluation stays fp32)",
 )
+@click.option(
+    "--compile",
+    type=click.Choice(["auto", "on", "off"]),
+    default=TrainConfig.compile,
+    help="torch.compile the network for training steps; auto: where Inductor can (CUDA, or a C++ compiler)",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"))
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="cache folder (default ./cache)")
 @click.option("--resume", is_flag=True, help="continue from <out>/<data set>/<variant>/checkpoint.pt")

@@ -44,7 +44,7 @@ from siamese.errors import SiameseError
 from siamese.files import check_writable, sha256_file
 from siamese.model import FEATURE_DIM
 from siamese.parity import ParityInputs, check_compare_graph, check_runner, with_random_pairs
-from siamese.provenance import git_commit
+from siamese.provenance import cxx_compiler, git_commit
 from siamese.quantize import calibration_feeds, quantize_onnx
 
 ONNX_OPSET = 18
@@ -449,7 +449,7 @@ def recover_interrupted(dest: Path) -> None:
 
 def available_formats() -> list[str]:
     """Every format this machine can write: AOTInductor needs a C++ compiler."""
-    return [*DEFAULT_FORMATS, *(["aoti"] if shutil.which("c++") or shutil.which("g++") else [])]
+    return [*DEFAULT_FORMATS, *(["aoti"] if cxx_compiler() else [])]
 
 
 def resolve_formats(requested, dtype: str, log=print) -> list[str]:

@@ -1,7 +1,8 @@
-"""Where a figure or an artifact came from: the git commit and the library versions."""
+"""Where a figure or an artifact came from: the git commit, the library versions, the tools here."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -28,3 +29,8 @@ def version(dist: str) -> str | None:
 
 def library_versions() -> dict[str, str | None]:
     return {d: version(d) for d in LIBRARIES}
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler Inductor (CPU kernels, AOTInductor) would build with, if any."""
+    return shutil.which("c++") or shutil.which("g++")

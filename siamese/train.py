@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from siamese.files import append_line, check_writable, write_json
 from siamese.metrics import best_threshold, verification_metrics
 from siamese.model import ModelConfig, SiameseNet, all_pairs_loss, pair_loss
 from siamese.preprocess import NORMALIZATION, normalize, to_model_input
-from siamese.provenance import git_commit
+from siamese.provenance import cxx_compiler, git_commit
 
 SYNTHETIC_BANNER = """
 ##############################################################################
@@ -71,6 +72,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "none"  # "bf16": autocast to bfloat16 (about 2.3x faster on AVX-512 bf16 CPUs and on GPUs)
+    # torch.compile the embedding network for training steps: "auto" where Inductor can build
+    # kernels (CUDA, or a CPU with a C++ compiler); the fastest correct mode measured (README)
+    compile: str = "auto"
     out: str = "runs"
     cache: str = str(DEFAULT_CACHE)
     resume: bool = False
@@ -147,20 +151,34 @@ def epoch_batches(dataset: Dataset, cfg: TrainConfig, g: torch.Generator) -> lis
     ]
 
 
-def batch_loss(model, batch: PairSet | IdentityBatch, bank: ImageBank, cfg: TrainConfig, device, aug, g):
+def training_embedding(model: SiameseNet, cfg: TrainConfig, device: torch.device) -> Callable:
+    """The embedding network as training steps call it: compiled or eager, per `cfg.compile`.
+
+    The compiled callable shares the model's parameters, so checkpoints keep their plain keys;
+    evaluation calls the eager network, whose few shapes are not worth a compile.
+    """
+    if cfg.compile == "off" or (cfg.compile == "auto" and device.type == "cpu" and not cxx_compiler()):
+        return model.embed
+    if device.type == "cpu" and not cxx_compiler():
+        raise SiameseError("--compile on needs a C++ compiler for Inductor's CPU kernels (apt install g++)")
+    # batch sizes vary (P x K batches of people with few images): one recompile to a dynamic batch
+    return torch.compile(model.embedding, dynamic=None)
+
+
+def batch_loss(model, batch: PairSet | IdentityBatch, bank: ImageBank, cfg: TrainConfig, device, aug, g, embed):
     """(loss, pairs it averages, images it embedded) of one training step."""
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
     if isinstance(batch, IdentityBatch):
         images = pair_batch(bank, batch.rows, device, aug, g)
         with autocast:
-            features = model.embed(images)
+            features = embed(images)
         n = len(batch.rows)
         loss = all_pairs_loss(model, features.float(), batch.identity.to(device), cfg.negatives)
         return loss, n * (n - 1) // 2, n
-    a = pair_batch(bank, batch.a, device, aug, g)
-    b = pair_batch(bank, batch.b, device, aug, g)
+    images = torch.cat([pair_batch(bank, rows, device, aug, g) for rows in (batch.a, batch.b)])
     with autocast:
-        raw = model(a, b)
+        f1, f2 = embed(images).chunk(2)  # one pass for both sides, as SiameseNet.forward: shared BN statistics
+        raw = model.compare(f1, f2)
     return pair_loss(model, raw.float(), batch.same.to(device)), len(batch), 2 * len(batch)
 
 
@@ -174,8 +192,9 @@ def learning_rate(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(rest, 1.0)))
 
 
-def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device, g, epoch: int) -> dict:
+def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device, g, epoch: int, embed=None) -> dict:
     model.train()
+    embed = embed or model.embed
     batches = epoch_batches(dataset, cfg, g)
     aug = AugmentConfig() if cfg.augment else None
     total_loss, seen, images, start = 0.0, 0, 0, time.perf_counter()
@@ -185,7 +204,7 @@ def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device
         lr = learning_rate(cfg, (epoch - 1 + step / len(batches)) / cfg.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, n_pairs, n_images = batch_loss(model, batch, dataset.bank, cfg, device, aug, g)
+        loss, n_pairs, n_images = batch_loss(model, batch, dataset.bank, cfg, device, aug, g, embed)
         if not torch.isfinite(loss):
             raise SiameseError(f"{model.variant}: loss became {loss.item()} at epoch {epoch}, batch {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -317,12 +336,13 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt.epoch}", file=sys.stderr)
 
     metrics_log = out / "metrics.jsonl"
+    embed = training_embedding(model, cfg, device)
     for epoch in range(start_epoch, cfg.epochs + 1):
         stats = {
             "variant": cfg.variant,
             "head": model.config.head,
             "data_set": dataset.name,
-            **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch),
+            **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch, embed),
             **validate(model, dataset, device, cfg.eval_batch_size),
         }
         history.append(stats)

@@ -8,9 +8,13 @@ from click.testing import CliRunner
 from bench.cli import main as bench_main
 from siamese import cli
 from siamese.checkpoint import load_checkpoint, save_checkpoint
-from siamese.train import TrainConfig, learning_rate
+from siamese.errors import SiameseError
+from siamese.model import SiameseNet
+from siamese.provenance import cxx_compiler
+from siamese.train import TrainConfig, learning_rate, training_embedding
 
-FAST = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32"]
+# eager: one test below covers the compiled default; compiling every run would slow CI by minutes
+FAST = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32", "--compile", "off"]
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +221,40 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate(cfg, 0.1) == pytest.approx(1e-3) and learning_rate(cfg, 0.55) == pytest.approx(5e-4)
     assert learning_rate(cfg, 1.0) == pytest.approx(0, abs=1e-12)
     assert learning_rate(TrainConfig(lr=1e-3, warmup=0.1, schedule="constant"), 0.9) == 1e-3
+
+
+def test_compile_auto_trains_eagerly_without_a_compiler_and_on_refuses(monkeypatch):
+    import siamese.train
+
+    model = SiameseNet("contrastive", 16)
+    cpu = torch.device("cpu")
+    assert training_embedding(model, TrainConfig(compile="off"), cpu) == model.embed
+    monkeypatch.setattr(siamese.train, "cxx_compiler", lambda: None)
+    assert training_embedding(model, TrainConfig(compile="auto"), cpu) == model.embed
+    with pytest.raises(SiameseError, match="C\\+\\+ compiler"):
+        training_embedding(model, TrainConfig(compile="on"), cpu)
+
+
+@pytest.mark.skipif(cxx_compiler() is None, reason="Inductor on CPU needs a C++ compiler")
+def test_compiled_training_matches_eager_and_keeps_plain_checkpoint_keys(tmp_path):
+    """The default (compile auto) run: the same losses as eager, and a checkpoint eager code loads."""
+    runs = {}
+    for mode in ("on", "off"):
+        args = [*FAST[:-2], "--compile", mode, "--variant", "contrastive", "--epochs", "1"]
+        result = CliRunner().invoke(cli.train, [*args, "--val-identities", "0", "--out", str(tmp_path / mode)])
+        assert result.exit_code == 0, result.output
+        runs[mode] = tmp_path / mode / "synthetic" / "contrastive"
+    losses = {m: json.loads((r / "metrics.jsonl").read_text())["train_loss"] for m, r in runs.items()}
+    assert losses["on"] == pytest.approx(losses["off"], rel=1e-2)
+    compiled, eager = (load_checkpoint(runs[m] / "checkpoint.pt").model for m in ("on", "off"))
+    assert list(compiled) == list(eager)  # no "_orig_mod." prefixes: export, eval and resume read it as is
+    torch.manual_seed(0)  # the runs' seed: their common starting weights
+    start = SiameseNet("contrastive", 16)
+    start_weights = {k: w.detach().clone() for k, w in start.named_parameters()}
+    start.load_state_dict(compiled)
+
+    def update(weights):  # what training changed: the compiled steps must train the checkpoint's own parameters
+        return torch.cat([(weights[k] - start_weights[k]).flatten() for k in start_weights])
+
+    # measured 0.08: float rounding differs between Inductor and eager kernels, and training amplifies it
+    assert (update(compiled) - update(eager)).norm() < 0.25 * update(eager).norm()

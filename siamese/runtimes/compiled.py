@@ -8,11 +8,10 @@ the benchmark reports it apart from the timed calls.
 
 from __future__ import annotations
 
-import shutil
-
 import torch
 
 from siamese.deploy import graphs_from_weights
+from siamese.provenance import cxx_compiler
 from siamese.runtimes.torch_runner import TorchRunner
 
 
@@ -29,7 +28,7 @@ class Compiled(TorchRunner):
         )
 
     def missing(self):
-        if not self.on_cuda and not (shutil.which("c++") or shutil.which("g++")):
+        if not self.on_cuda and not cxx_compiler():
             return "Inductor on CPU needs a C++ compiler"
         return super().missing()
 
