@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -27,6 +28,61 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "te
 # the nodes that hold the work: any of them off the requested provider fails the session
 HEAVY_OPS = frozenset({"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"})
 TRT_CACHE = Path("cache") / "trt"
+OPTIMIZED_CACHE = Path("cache") / "ort"
+GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class SessionTuning:
+    """The CPU session options `python -m bench.ort_session` sweeps; the defaults are what won there.
+
+    `optimized_cache`: a folder where the graph, once optimised for this machine (ORT_ENABLE_ALL
+    rewrites convolutions into the CPU's blocked layout), is saved as `<artifact sha256>.onnx`
+    with its weights beside it, and loaded from on later runs with optimisation off.
+    """
+
+    graph_level: str = "all"
+    cpu_arena: bool = True
+    spinning: bool = True  # intra-op threads spin between ops instead of sleeping
+    optimized_cache: Path | None = None
+
+
+def session_options(ort, tuning: SessionTuning, threads: int | None):
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    levels = ort.GraphOptimizationLevel
+    options.graph_optimization_level = {
+        "disable": levels.ORT_DISABLE_ALL,
+        "basic": levels.ORT_ENABLE_BASIC,
+        "extended": levels.ORT_ENABLE_EXTENDED,
+        "all": levels.ORT_ENABLE_ALL,
+    }[tuning.graph_level]
+    options.enable_cpu_mem_arena = tuning.cpu_arena
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if tuning.spinning else "0")
+    return options
+
+
+def saved_optimized(ort, path: Path, digest: str, tuning: SessionTuning, threads: int | None) -> Path:
+    """The optimised model of `path` from `tuning.optimized_cache`, written there by a first
+    session if missing. It is written into a scratch folder and moved in weights first, so a
+    killed write never leaves a model file that a later load would trust."""
+    cache = Path(tuning.optimized_cache)
+    name = f"{digest[:16]}-{tuning.graph_level}"
+    final = cache / f"{name}.onnx"
+    if final.exists():
+        return final
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:
+        options = session_options(ort, tuning, threads)
+        options.optimized_model_filepath = str(Path(scratch) / final.name)
+        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", f"{name}.data")
+        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        options.log_severity_level = 3  # its warning: the blocked layout fits this CPU only, as this cache does
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        os.replace(Path(scratch) / f"{name}.data", cache / f"{name}.data")
+        os.replace(Path(scratch) / final.name, final)
+    return final
 
 
 def import_onnxruntime():
@@ -106,8 +162,16 @@ def onnx_external_files(path: Path) -> list[str]:
     return sorted(names)
 
 
-def make_session(path: Path, providers: list, threads: int | None = None, profile_dir: Path | None = None):
-    """An InferenceSession whose first provider is the one asked for, or a SiameseError."""
+def make_session(
+    path: Path,
+    providers: list,
+    threads: int | None = None,
+    profile_dir: Path | None = None,
+    tuning: SessionTuning = SessionTuning(),
+    digest: str | None = None,
+):
+    """An InferenceSession whose first provider is the one asked for, or a SiameseError.
+    `digest` (the artifact's sha256) names its optimised copy when `tuning` caches one."""
     ort = import_onnxruntime()
     names = [p if isinstance(p, str) else p[0] for p in providers]
     missing = [n for n in names if n not in ort.get_available_providers()]
@@ -116,9 +180,14 @@ def make_session(path: Path, providers: list, threads: int | None = None, profil
             f"ONNX Runtime {ort.__version__} here has no {', '.join(missing)} "
             f"(available: {', '.join(ort.get_available_providers())})"
         )
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    source = path
+    try:  # ORT raises its own exception types for corrupt models
+        if tuning.optimized_cache and digest and names == ["CPUExecutionProvider"]:
+            path = saved_optimized(ort, path, digest, tuning, threads)
+            tuning = replace(tuning, graph_level="disable")  # optimised once already
+    except Exception as exc:
+        raise SiameseError(f"{source}: ONNX Runtime cannot optimise it ({str(exc).splitlines()[0]})") from None
+    options = session_options(ort, tuning, threads)
     if profile_dir is not None:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_dir / "placement")
@@ -142,12 +211,14 @@ class OnnxRuntime(Runner):
         threads: int | None = None,
         check_placement: bool | None = None,
         cache: Path = TRT_CACHE,
+        tuning: SessionTuning = SessionTuning(),
     ):
         super().__init__(threads)
         self.provider = provider
         self.precision = precision
         self.check_placement = provider != "cpu" if check_placement is None else check_placement
         self.cache = Path(cache)
+        self.tuning = tuning
         self.sessions: dict = {}
         self._baseline_memory = 0
         self.abilities = Abilities(
@@ -191,11 +262,11 @@ class OnnxRuntime(Runner):
             providers = provider_options(
                 self.provider, self.precision, engines, trt_profiles(inputs, sample, batches or [64])
             )
-            self.sessions[graph] = self._session(path, graph, providers)
+            self.sessions[graph] = self._session(path, graph, providers, export.sha256(name))
 
-    def _session(self, path: Path, graph: str, providers: list):
+    def _session(self, path: Path, graph: str, providers: list, digest: str):
         if not self.check_placement:
-            return make_session(path, providers, self.threads)
+            return make_session(path, providers, self.threads, tuning=self.tuning, digest=digest)
         with tempfile.TemporaryDirectory() as tmp:
             session = make_session(path, providers, self.threads, profile_dir=Path(tmp))
             session.run(None, self._sample_feed(session, graph))
