@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 ORT ?= cpu
 ARGS ?=
+NPROC ?= 1
+# NPROC > 1: one process per GPU (NCCL) or per share of the CPU cores (gloo), under torchrun
+TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/siamese-train,$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m siamese.train)
 
 .PHONY: install train export bench test lint clean
 
@@ -18,7 +21,7 @@ install: $(BIN)/python
 	$(BIN)/pip install -e ".[$(ORT),openvino,dev]"
 
 train: install
-	$(BIN)/siamese-train --variant both --head diff-prod $(ARGS)
+	$(TRAIN) --variant both --head diff-prod $(ARGS)
 
 export: install
 	$(BIN)/siamese-export --format all $(ARGS)

@@ -106,6 +106,11 @@ from siamese.train import TrainConfig
     default=TrainConfig.compile,
     help="torch.compile the network for training steps; auto: where Inductor can (CUDA, or a C++ compiler)",
 )
+@click.option(
+    "--sync-bn",
+    is_flag=True,
+    help="under torchrun on GPUs: BatchNorm statistics over all ranks' batches (default: each rank's own)",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"))
 @click.option("--cache", type=click.Path(path_type=Path), default=None, help="cache folder (default ./cache)")
 @click.option("--resume", is_flag=True, help="continue from <out>/<data set>/<variant>/checkpoint.pt")

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from siamese.augment import AugmentConfig, augment
 from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from siamese.distributed import Distributed, from_environment, weights_digest
 from siamese.data import DEFAULT_CACHE, Dataset, IdentityBatch, ImageBank, PairSet, find_lfw, load_lfw
 from siamese.errors import SiameseError
 from siamese.evaluate import Scored, report
@@ -75,6 +78,7 @@ class TrainConfig:
     # torch.compile the embedding network for training steps: "auto" where Inductor can build
     # kernels (CUDA, or a CPU with a C++ compiler); the fastest correct mode measured (README)
     compile: str = "auto"
+    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over every rank's batch (SyncBatchNorm)
     out: str = "runs"
     cache: str = str(DEFAULT_CACHE)
     resume: bool = False
@@ -165,21 +169,64 @@ def training_embedding(model: SiameseNet, cfg: TrainConfig, device: torch.device
     return torch.compile(model.embedding, dynamic=None)
 
 
-def batch_loss(model, batch: PairSet | IdentityBatch, bank: ImageBank, cfg: TrainConfig, device, aug, g, embed):
+class StepLoss(nn.Module):
+    """A training step's loss from its images, as one module: DistributedDataParallel wraps it,
+    so every parameter the step uses (the embedding, and the bce head) has its gradient averaged.
+
+    forward(images, target, identity_batch): `images` (N, 3, S, S); `target` is each image's
+    identity (identity batches: the loss over every pair inside) or, for fixed pairs whose
+    images are stacked as [a; b], each pair's same-person label.
+    """
+
+    def __init__(self, model: SiameseNet, embed: Callable, negatives: str, amp: str):
+        super().__init__()
+        self.model, self.embed, self.negatives, self.amp = model, embed, negatives, amp
+
+    def forward(self, images: torch.Tensor, target: torch.Tensor, identity_batch: bool) -> torch.Tensor:
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
+            features = self.embed(images)  # fixed pairs: both sides in one pass, as SiameseNet.forward
+            if identity_batch:
+                return all_pairs_loss(self.model, features.float(), target, self.negatives)
+            raw = self.model.compare(*features.chunk(2))
+        return pair_loss(self.model, raw.float(), target)
+
+
+def distributed_step(model: SiameseNet, cfg: TrainConfig, device: torch.device, world: Distributed) -> nn.Module:
+    """The training step's loss module; under torchrun wrapped in DistributedDataParallel.
+
+    BatchNorm stays per rank unless `cfg.sync_bn`: each rank's batch is a whole P x K batch,
+    as large as a single process's, so its statistics are those a single process would use.
+    """
+    if world.enabled and cfg.sync_bn:
+        if device.type != "cuda":
+            raise SiameseError("--sync-bn needs CUDA (NCCL): PyTorch's SyncBatchNorm has no CPU implementation")
+        model.embedding = nn.SyncBatchNorm.convert_sync_batchnorm(model.embedding)
+    step = StepLoss(model, training_embedding(model, cfg, device), cfg.negatives, cfg.amp)
+    if not world.enabled:
+        return step
+    # broadcast_buffers (the default) hands rank 0's BatchNorm running statistics to every rank
+    return DistributedDataParallel(step, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def check_ranks_agree(model: SiameseNet, world: Distributed, epoch: int) -> list[str]:
+    """Every rank's weights digest; they must all be equal after an epoch, or training is broken."""
+    if not world.enabled:
+        return []
+    world.broadcast_buffers(model)
+    digests = world.gather(weights_digest(model))
+    if len(set(digests)) > 1:
+        raise SiameseError(f"after epoch {epoch} the ranks' weights differ: {', '.join(d[:12] for d in digests)}")
+    return digests
+
+
+def batch_loss(step: nn.Module, batch: PairSet | IdentityBatch, bank: ImageBank, device, aug, g):
     """(loss, pairs it averages, images it embedded) of one training step."""
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
     if isinstance(batch, IdentityBatch):
-        images = pair_batch(bank, batch.rows, device, aug, g)
-        with autocast:
-            features = embed(images)
         n = len(batch.rows)
-        loss = all_pairs_loss(model, features.float(), batch.identity.to(device), cfg.negatives)
+        loss = step(pair_batch(bank, batch.rows, device, aug, g), batch.identity.to(device), True)
         return loss, n * (n - 1) // 2, n
     images = torch.cat([pair_batch(bank, rows, device, aug, g) for rows in (batch.a, batch.b)])
-    with autocast:
-        f1, f2 = embed(images).chunk(2)  # one pass for both sides, as SiameseNet.forward: shared BN statistics
-        raw = model.compare(f1, f2)
-    return pair_loss(model, raw.float(), batch.same.to(device)), len(batch), 2 * len(batch)
+    return step(images, batch.same.to(device), False), len(batch), 2 * len(batch)
 
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
@@ -192,27 +239,45 @@ def learning_rate(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(rest, 1.0)))
 
 
-def train_one_epoch(model, optimizer, dataset: Dataset, cfg: TrainConfig, device, g, epoch: int, embed=None) -> dict:
+def train_one_epoch(
+    model: SiameseNet,
+    optimizer,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    device,
+    g: torch.Generator,
+    epoch: int,
+    step_loss: nn.Module | None = None,
+    world: Distributed = Distributed(),
+) -> dict:
+    """One epoch; under torchrun this rank's shard of it. The figures returned are summed over
+    every rank, so rank 0 logs the whole epoch."""
     model.train()
-    embed = embed or model.embed
-    batches = epoch_batches(dataset, cfg, g)
+    step_loss = step_loss or StepLoss(model, model.embed, cfg.negatives, cfg.amp)
+    # every rank draws the same batches from `g` and keeps its shard; augmentation draws differ
+    # per rank, from a generator of their own, so that `g` stays alike on every rank
+    batches = world.shard(epoch_batches(dataset, cfg, g))
+    aug_g = torch.Generator().manual_seed(cfg.seed * 10**6 + epoch * 10**3 + world.rank) if world.enabled else g
     aug = AugmentConfig() if cfg.augment else None
     total_loss, seen, images, start = 0.0, 0, 0, time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
-    bar = tqdm(batches, desc=f"{model.config.name} epoch {epoch}", unit="batch", leave=False, disable=None)
+    name = model.config.name
+    bar = tqdm(batches, desc=f"{name} epoch {epoch}", unit="batch", leave=False, disable=None if world.is_main else True)
     for step, batch in enumerate(bar):
         lr = learning_rate(cfg, (epoch - 1 + step / len(batches)) / cfg.epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, n_pairs, n_images = batch_loss(model, batch, dataset.bank, cfg, device, aug, g, embed)
-        if not torch.isfinite(loss):
-            raise SiameseError(f"{model.variant}: loss became {loss.item()} at epoch {epoch}, batch {step}")
+        loss, n_pairs, n_images = batch_loss(step_loss, batch, dataset.bank, device, aug, aug_g)
+        # summed over ranks before the check, so that all stop together rather than some waiting forever
+        batch_total, n_pairs, n_images = world.sum([loss.item() * n_pairs, n_pairs, n_images])
+        if not math.isfinite(batch_total):
+            raise SiameseError(f"{model.variant}: loss became {batch_total / n_pairs} at epoch {epoch}, batch {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * n_pairs
-        seen += n_pairs
-        images += n_images
+        total_loss += batch_total
+        seen += int(n_pairs)
+        images += int(n_images)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", images_per_s=f"{images / (time.perf_counter() - start):.1f}")
     elapsed = time.perf_counter() - start
     return {
@@ -314,8 +379,8 @@ def check_run(cfg: TrainConfig, dataset_name: str, image_size: int) -> None:
     check_writable(ckpt_path.parent)
 
 
-def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
-    """Train one variant on an already loaded data set; returns its summary."""
+def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = Distributed()) -> dict | None:
+    """Train one variant on an already loaded data set; returns its summary (rank 0; None elsewhere)."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -324,7 +389,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out = run_dir(cfg, dataset.name)
     ckpt_path = out / "checkpoint.pt"
-    history, start_epoch = [], 1
+    history, start_epoch, rank_digests = [], 1, []
     check_run(cfg, dataset.name, image_size)
     if cfg.resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
@@ -336,15 +401,18 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt.epoch}", file=sys.stderr)
 
     metrics_log = out / "metrics.jsonl"
-    embed = training_embedding(model, cfg, device)
+    step_loss = distributed_step(model, cfg, device, world)
     for epoch in range(start_epoch, cfg.epochs + 1):
         stats = {
             "variant": cfg.variant,
             "head": model.config.head,
             "data_set": dataset.name,
-            **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch, embed),
-            **validate(model, dataset, device, cfg.eval_batch_size),
+            **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch, step_loss, world),
         }
+        rank_digests = check_ranks_agree(model, world, epoch)
+        if not world.is_main:
+            continue
+        stats |= validate(model, dataset, device, cfg.eval_batch_size)
         history.append(stats)
         save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset.info, history))
         # after the checkpoint: a run killed in between logs no epoch that a resume would train again
@@ -352,6 +420,8 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         print(line, flush=True)
         append_line(metrics_log, line)
 
+    if not world.is_main:
+        return None
     eval_started = time.perf_counter()
     results, curves = evaluate(model, dataset, device, cfg.eval_batch_size)
     summary = {
@@ -374,6 +444,8 @@ def train_variant(cfg: TrainConfig, dataset: Dataset) -> dict:
         # training time over all epochs (resumed ones included) plus this evaluation
         "wall_time_s": round(sum(h["epoch_s"] for h in history) + time.perf_counter() - eval_started, 1),
         "git_commit": git_commit(),
+        "processes": world.world_size,
+        "rank_weights_sha256": rank_digests,  # torchrun: every rank's final weights, all equal
         "config": cfg.to_dict(),
         "data": dataset.info,
     }
@@ -418,12 +490,37 @@ def results_table(summaries: list[dict]) -> str:
 def main(cfg: TrainConfig, variants: list[str]) -> list[dict]:
     if cfg.head != "concat" and "bce" not in variants:
         raise SiameseError(f"--head {cfg.head} is a bce head; the contrastive variant compares distances")
-    resolve_device(cfg.device)
-    runs = [replace(cfg, variant=v, head=cfg.head if v == "bce" else "concat") for v in variants]
-    synthetic = data_source(cfg) is None
-    for run in runs:
-        check_run(run, "synthetic" if synthetic else "lfw", cfg.image_size or (32 if synthetic else 128))
-    dataset = load_dataset(cfg)
-    summaries = [train_variant(run, dataset) for run in runs]
+    world = from_environment()
+    try:
+        cfg = replace(cfg, device=world.device(cfg.device))
+        resolve_device(cfg.device)
+        runs = [replace(cfg, variant=v, head=cfg.head if v == "bce" else "concat") for v in variants]
+        synthetic = data_source(cfg) is None
+        for run in runs:
+            check_run(run, "synthetic" if synthetic else "lfw", cfg.image_size or (32 if synthetic else 128))
+        dataset = load_on_main_first(cfg, world)
+        summaries = [train_variant(run, dataset, world) for run in runs]
+        world.barrier()  # the other ranks wait for rank 0's evaluation before the group closes
+    finally:
+        world.close()
+    if not world.is_main:
+        return []
     print(results_table(summaries))
     return summaries
+
+
+def load_on_main_first(cfg: TrainConfig, world: Distributed) -> Dataset:
+    """The data set, loaded by rank 0 before the others: an archive is unpacked into the cache
+    once, and the other ranks read what it left there."""
+    if not world.is_main:
+        world.barrier()
+    dataset = load_dataset(cfg)
+    if world.is_main:
+        world.barrier()
+    return dataset
+
+
+if __name__ == "__main__":  # `torchrun --nproc_per_node N -m siamese.train ...`: the siamese-train options
+    from siamese.cli import train  # the entry point alone reaches up to the CLI layer
+
+    train()

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # lowest first; a module may import its own layer and those below it
 LAYERS = [
-    {"siamese.errors", "siamese.files", "siamese.provenance", "siamese.options"},
+    {"siamese.errors", "siamese.files", "siamese.provenance", "siamese.options", "siamese.distributed"},
     {
         "siamese.model",
         "siamese.preprocess",
@@ -48,9 +48,17 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def is_main_guard(node) -> bool:
+    """`if __name__ == "__main__":` a script's entry point may reach any layer, as a CLI does."""
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and isinstance(test, ast.Compare) and getattr(test.left, "id", "") == "__name__"
+
+
 def project_imports(path: Path) -> set[str]:
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    tree.body = [node for node in tree.body if not is_main_guard(node)]
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
         elif isinstance(node, ast.Import):
