@@ -84,6 +84,9 @@ class Distributed:
             dist.destroy_process_group()
 
 
+SINGLE_PROCESS = Distributed()
+
+
 def from_environment() -> Distributed:
     """The process group torchrun describes in the environment, joined; or a single process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

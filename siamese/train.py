@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from siamese.augment import AugmentConfig, augment
 from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from siamese.distributed import Distributed, from_environment, weights_digest
 from siamese.data import DEFAULT_CACHE, Dataset, IdentityBatch, ImageBank, PairSet, find_lfw, load_lfw
+from siamese.distributed import SINGLE_PROCESS, Distributed, from_environment, weights_digest
 from siamese.errors import SiameseError
 from siamese.evaluate import Scored, report
 from siamese.files import append_line, check_writable, write_json
@@ -248,7 +248,7 @@ def train_one_epoch(
     g: torch.Generator,
     epoch: int,
     step_loss: nn.Module | None = None,
-    world: Distributed = Distributed(),
+    world: Distributed = SINGLE_PROCESS,
 ) -> dict:
     """One epoch; under torchrun this rank's shard of it. The figures returned are summed over
     every rank, so rank 0 logs the whole epoch."""
@@ -261,8 +261,8 @@ def train_one_epoch(
     aug = AugmentConfig() if cfg.augment else None
     total_loss, seen, images, start = 0.0, 0, 0, time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
-    name = model.config.name
-    bar = tqdm(batches, desc=f"{name} epoch {epoch}", unit="batch", leave=False, disable=None if world.is_main else True)
+    quiet = None if world.is_main else True  # None: tqdm's own choice (off when not a terminal)
+    bar = tqdm(batches, desc=f"{model.config.name} epoch {epoch}", unit="batch", leave=False, disable=quiet)
     for step, batch in enumerate(bar):
         lr = learning_rate(cfg, (epoch - 1 + step / len(batches)) / cfg.epochs)
         for group in optimizer.param_groups:
@@ -379,7 +379,7 @@ def check_run(cfg: TrainConfig, dataset_name: str, image_size: int) -> None:
     check_writable(ckpt_path.parent)
 
 
-def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = Distributed()) -> dict | None:
+def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGLE_PROCESS) -> dict | None:
     """Train one variant on an already loaded data set; returns its summary (rank 0; None elsewhere)."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
