@@ -199,8 +199,9 @@ class ExportFolder:
             for e in files.values()
         ):
             raise SiameseError(f"{path / MANIFEST}: has no valid 'files' table (name -> size, sha256)")
-        for name in files:
-            path_component(name, f"{path / MANIFEST}: file")
+        for name in files:  # a file in a subfolder (the Triton repository) is listed as a/b/c
+            for part in name.split("/"):
+                path_component(part, f"{path / MANIFEST}: file {name!r}, part")
         meta = ExportMetadata.from_dict(raw, str(path / METADATA))
         folder = cls(path, manifest, meta, trusted=policy.trust_code, key=key)
         folder.check(METADATA)

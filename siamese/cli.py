@@ -158,10 +158,17 @@ def fetch(dest, retries):
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["all", *FORMATS]),
+    type=click.Choice(["all", *FORMATS, "triton"]),
     multiple=True,
     default=["all"],
-    help="all = onnx, torchscript, pt2, and aoti where a C++ compiler is present",
+    help="all = onnx, torchscript, pt2, and aoti where a C++ compiler is present; "
+    "triton = a Triton model repository (with the onnx graphs it serves)",
+)
+@click.option(
+    "--triton-kind", type=click.Choice(["cpu", "gpu"]), default="cpu", help="where Triton runs the model instances"
+)
+@click.option(
+    "--triton-max-batch", type=click.IntRange(min=1), default=256, help="Triton's max_batch_size for each model"
 )
 @click.option(
     "--dtype",
@@ -181,12 +188,17 @@ def fetch(dest, retries):
 @click.option("--verify-pairs", type=click.IntRange(min=1), default=32, help="real test pairs compared with eager")
 @sign_key_option
 @user_errors
-def export(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, sign_key):
+def export(checkpoints, runs, fmt, triton_kind, triton_max_batch, dtype, out, name, force, verify_pairs, sign_key):
     """Export checkpoints to verified TorchScript, ONNX and torch.export artifacts."""
     from siamese.export import export_runs
+    from siamese.triton import ServingConfig
 
     key = read_key(sign_key) if sign_key else None
-    exported = export_runs(checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, log=click.echo, key=key)
+    preferred = tuple(b for b in (16, 64, 256) if b < triton_max_batch) + (triton_max_batch,)
+    serving = ServingConfig(triton_max_batch, preferred, kind=triton_kind)
+    exported = export_runs(
+        checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, log=click.echo, key=key, serving=serving
+    )
     for dest, checks in exported:
         for check in checks:
             click.echo(f"  ok  {check.describe()}")

@@ -46,6 +46,7 @@ from siamese.model import FEATURE_DIM
 from siamese.parity import ParityInputs, check_compare_graph, check_runner, with_random_pairs
 from siamese.provenance import cxx_compiler, git_commit
 from siamese.quantize import calibration_feeds, quantize_onnx
+from siamese.triton import REPOSITORY, ServingConfig, model_config_pb2, write_repository
 
 ONNX_OPSET = 18
 ONNX_WEIGHTS = (
@@ -338,9 +339,10 @@ def build_metadata(ckpt: Checkpoint, checkpoint: Path, dtype: str) -> dict:
 
 
 def write_manifest(folder: Path) -> None:
+    """Size and sha256 of every file under `folder`, by its path relative to it ('/'-separated)."""
     files = {
-        p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(folder.iterdir())
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
     (folder / MANIFEST).write_text(json.dumps({"format_version": 1, "files": files}, indent=2) + "\n")
@@ -357,16 +359,23 @@ def export_checkpoint(
     graphs: dict | None = None,
     log=print,
     key: bytes | None = None,
+    serving: ServingConfig | None = None,
 ) -> tuple[Path, list[Check]]:
     """Write, verify and publish one export folder; raise SiameseError if anything disagrees.
 
     `graphs` overrides the modules that are exported (tests use it to plant a wrong model);
     the reference is always the checkpoint's own fp32 eager model, whose weights are also
     written, as tensors only, to `weights.safetensors`. With `key`, the manifest is signed.
+    Format "triton" adds a Triton model repository (`serving`) built on the ONNX graphs.
     """
-    unknown = set(formats) - set(FORMATS)
+    unknown = set(formats) - {*FORMATS, "triton"}
     if unknown:
-        raise SiameseError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}")
+        raise SiameseError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}, triton")
+    triton = "triton" in formats
+    formats = list(dict.fromkeys([f for f in formats if f != "triton"] + (["onnx"] if triton else [])))
+    if triton:
+        serving = serving or ServingConfig()
+        model_config_pb2()  # tritonclient missing: said now, not after minutes of exporting
     if dtype == "bf16" and "onnx" in formats:
         raise SiameseError(
             "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"
@@ -410,6 +419,9 @@ def export_checkpoint(
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                     raise SiameseError(f"writing {file} failed: {type(exc).__name__}: {first}") from None
         (tmp / METADATA).write_text(json.dumps({**meta, "artifacts": notes}, indent=2) + "\n")
+        if triton:
+            log(f"writing the Triton model repository {REPOSITORY}/")
+            write_repository(tmp, serving)
         write_manifest(tmp)
         if key is not None:
             sign_manifest(tmp, key)
@@ -456,7 +468,7 @@ def resolve_formats(requested, dtype: str, log=print) -> list[str]:
     """The formats behind --format options: `all` is every format this machine can write for `dtype`."""
     if "all" not in requested:
         return list(dict.fromkeys(requested))
-    formats = available_formats()
+    formats = available_formats() + (["triton"] if "triton" in requested else [])
     if dtype == "bf16":
         formats.remove("onnx")
         log("bf16: skipping ONNX (opset 18 has no bfloat16 convolution)")
@@ -477,6 +489,7 @@ def export_runs(
     n_pairs: int = 32,
     log=print,
     key: bytes | None = None,
+    serving: ServingConfig | None = None,
 ) -> list[tuple[Path, list[Check]]]:
     """Export the given checkpoints, or the newest finished run of each variant under `runs`."""
     formats = resolve_formats(formats, dtype, log)
@@ -486,4 +499,7 @@ def export_runs(
     if name and len(checkpoints) > 1:
         raise SiameseError("--name needs a single --checkpoint")
     check_writable(out_root)
-    return [export_checkpoint(c, out_root, name, formats, dtype, force, n_pairs, log=log, key=key) for c in checkpoints]
+    return [
+        export_checkpoint(c, out_root, name, formats, dtype, force, n_pairs, log=log, key=key, serving=serving)
+        for c in checkpoints
+    ]
