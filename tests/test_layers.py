@@ -36,6 +36,7 @@ LAYERS = [
         "bench.pair_workload",
         "bench.train_step",
         "bench.shared_weights",
+        "bench.ort_session",
         "bench",
     },
     {"siamese.cli", "bench.cli"},
