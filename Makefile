@@ -18,7 +18,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install "$(TORCH)"
-	$(BIN)/pip install -e ".[$(ORT),openvino,dev]"
+	$(BIN)/pip install -e ".[$(ORT),openvino,serve,dev]"
 
 train: install
 	$(TRAIN) --variant both --head diff-prod $(ARGS)

@@ -281,3 +281,37 @@ def _plain_name(value: str, param) -> str:
         return path_component(value, "export name")
     except SiameseError as exc:
         raise click.BadParameter(str(exc), param=param) from None
+
+
+@click.command(context_settings={"show_default": True})
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="export folder; default the newest under exports/",
+)
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", help="what runs each request")
+@click.option("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8000)
+@click.option("--grpc-port", type=click.IntRange(1, 65535), default=8001)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=8002)
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, help="largest batch Triton forms per model")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="intra-op threads of the runtime")
+@policy_options
+@user_errors
+def serve(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batch, threads, trust_export, verify_key):
+    """Serve an export through Triton Inference Server (PyTriton): HTTP, gRPC, dynamic batching."""
+    from siamese.artifacts import newest_export
+    from siamese.serve import Server, ServerAddress
+    from siamese.triton import ServingConfig
+
+    address = ServerAddress(host, http_port, grpc_port, metrics_port)
+    preferred = tuple(b for b in (8, 16, 64) if b < max_batch) + (max_batch,)
+    policy = ExportPolicy.from_options(trust_export, verify_key)
+    server = Server(
+        export_dir or newest_export(), runtime, address, ServingConfig(max_batch, preferred), policy, threads
+    )
+    server.start()
+    click.echo(f"serving {server.export.path} with {runtime}: HTTP {address.http_url}, gRPC {address.grpc_url}")
+    server.serve_forever()

@@ -25,7 +25,7 @@ LAYERS = [
         f"siamese.runtimes{m}"
         for m in ("", ".base", ".torch_runner", ".eager", ".compiled", ".torchscript", ".pt2", ".ort", ".openvino")
     },
-    {"siamese.export", "siamese.verify", "siamese.train", "siamese.evaluate", "siamese.triton"},
+    {"siamese.export", "siamese.verify", "siamese.train", "siamese.evaluate", "siamese.triton", "siamese.serve"},
     {
         "bench.result",
         "bench.machine",

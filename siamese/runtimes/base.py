@@ -88,17 +88,18 @@ class Runner(ABC):
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) uint8 -> (N, 1024) float32 features."""
-        return self._call("embedding", [images])["features"]
+        return self.call("embedding", [images])["features"]
 
     def pair(self, a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
         """Two (N, S, S, 3) uint8 batches -> {"score": (N,) float32, "same": (N,) bool}."""
-        return self._call("pair", [a, b])
+        return self.call("pair", [a, b])
 
     def compare(self, features_a: np.ndarray, features_b: np.ndarray) -> dict[str, np.ndarray]:
         """Two (N, 1024) float32 feature batches -> {"score", "same"}: pairs of images embedded once."""
-        return self._call("compare", [features_a, features_b])
+        return self.call("compare", [features_a, features_b])
 
-    def _call(self, graph: str, inputs: list) -> dict[str, np.ndarray]:
+    def call(self, graph: str, inputs: list) -> dict[str, np.ndarray]:
+        """One graph on checked host arrays -> its outputs by name ("same" as bool, the rest float32)."""
         if self.export is None:
             raise SiameseError(f"{self.name}: load an export first")
         meta = self.export.metadata

@@ -1,0 +1,97 @@
+"""siamese-serve for real: Triton (PyTriton) on 127.0.0.1, pairs sent with tritonclient over
+HTTP and gRPC, answers checked against siamese-verify's, then shut down."""
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not installed")
+
+from siamese.serve import Server, ServerAddress  # noqa: E402
+from siamese.triton import MODEL_NAMES, ServingConfig  # noqa: E402
+from siamese.verify import Verifier  # noqa: E402
+
+TIMEOUT_S = 30  # per request
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def server(small_export):
+    _, export, _ = small_export("contrastive")
+    address = ServerAddress("127.0.0.1", *free_ports(3))
+    with Server(export, "ort-cpu", address, ServingConfig(max_batch_size=16, preferred_batch_sizes=(16,))) as running:
+        yield running
+
+
+def image_files(tmp_path: Path, n: int) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    files = []
+    for i in range(n):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(files[-1])
+    return files
+
+
+def infer(client_module, url: str, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict:
+    client = client_module.InferenceServerClient(url)
+    requests = []
+    for name, array in inputs.items():
+        tensor = client_module.InferInput(name, list(array.shape), "UINT8" if array.dtype == np.uint8 else "FP32")
+        tensor.set_data_from_numpy(array)
+        requests.append(tensor)
+    kwargs = {"client_timeout": TIMEOUT_S} if client_module.__name__.endswith("grpc") else {"timeout": TIMEOUT_S}
+    result = client.infer(model, requests, **kwargs)
+    return {name: result.as_numpy(name) for name in outputs}
+
+
+def test_served_pairs_match_siamese_verify_over_http_and_grpc(server, tmp_path):
+    import tritonclient.grpc as grpc
+    import tritonclient.http as http
+
+    files = image_files(tmp_path, 6)
+    pairs = [(files[i], files[j]) for i, j in ((0, 1), (2, 3), (4, 5), (0, 0), (1, 4))]
+    verifier = Verifier(server.export.path, "ort-cpu")
+    expected = [verifier.verify_files(a, b) for a, b in pairs]
+    a = verifier.load_images([p[0] for p in pairs])
+    b = verifier.load_images([p[1] for p in pairs])
+
+    served = infer(http, server.address.http_url, MODEL_NAMES["pair"], {"image_a": a, "image_b": b}, ["score", "same"])
+    np.testing.assert_allclose(served["score"].ravel(), [e["score"] for e in expected], rtol=1e-5, atol=1e-5)
+    assert served["same"].ravel().tolist() == [e["same"] for e in expected]
+
+    grpc_url = server.address.grpc_url
+    features = infer(grpc, grpc_url, MODEL_NAMES["embedding"], {"images": np.concatenate([a, b])}, ["features"])
+    fa, fb = np.split(features["features"], 2)
+    compared = infer(grpc, grpc_url, MODEL_NAMES["compare"], {"features_a": fa, "features_b": fb}, ["score", "same"])
+    np.testing.assert_allclose(compared["score"].ravel(), served["score"].ravel(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_request_of_the_wrong_shape_is_refused_by_the_server(server):
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    wrong = np.zeros((1, 8, 8, 3), np.uint8)
+    with pytest.raises(InferenceServerException, match="shape|dims"):
+        infer(http, server.address.http_url, MODEL_NAMES["pair"], {"image_a": wrong, "image_b": wrong}, ["score"])
+
+
+def test_the_server_stops_and_frees_its_ports(small_export):
+    _, export, _ = small_export("contrastive")
+    address = ServerAddress("127.0.0.1", *free_ports(3))
+    with Server(export, "ort-cpu", address):
+        pass
+    with socket.socket() as s:  # nothing listens any more: the port can be bound again
+        s.bind(("127.0.0.1", address.http_port))
