@@ -19,7 +19,7 @@ from siamese.artifacts import DEFAULT_POLICY, FEATURE_DIM, ExportFolder, ExportP
 from siamese.errors import SiameseError
 from siamese.runtimes import create
 from siamese.runtimes.base import missing_module
-from siamese.triton import MODEL_NAMES, ServingConfig
+from siamese.triton import DEFAULT_SERVING, MODEL_NAMES, ServingConfig
 
 GRAPHS = ("embedding", "compare", "pair")
 SHUTDOWN_GRACE_S = 2  # how long a stopping server waits for requests in flight
@@ -63,7 +63,7 @@ class Server:
         export_dir,
         runtime: str = "ort-cpu",
         address: ServerAddress = ServerAddress(),
-        serving: ServingConfig = ServingConfig(),
+        serving: ServingConfig = DEFAULT_SERVING,
         policy: ExportPolicy = DEFAULT_POLICY,
         threads: int | None = None,
     ):

@@ -70,6 +70,9 @@ class ServingConfig:
             raise SiameseError(f"preferred batch sizes {too_big} lie outside 1..{self.max_batch_size}")
 
 
+DEFAULT_SERVING = ServingConfig()
+
+
 def onnx_signature(path: Path) -> Signature:
     """Names, Triton dtypes and per-item shapes of an ONNX graph whose first dimension is the batch."""
     import onnx
@@ -142,7 +145,7 @@ def _link_or_copy(source: Path, dest: Path) -> None:
         shutil.copy2(source, dest)
 
 
-def write_repository(export_dir: Path, serving: ServingConfig = ServingConfig()) -> Path:
+def write_repository(export_dir: Path, serving: ServingConfig = DEFAULT_SERVING) -> Path:
     """`<export_dir>/triton/` from the ONNX graphs in `export_dir` (before its manifest is written)."""
     from google.protobuf import text_format
 
