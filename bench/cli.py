@@ -101,6 +101,13 @@ def _tolerances(ctx, param, items) -> dict[str, float]:
     default=None,
     help="a --json of an earlier run: exit non-zero on a regression beyond its noise",
 )
+@click.option(
+    "--triton",
+    default=None,
+    metavar="URL",
+    help="a Triton server (siamese-serve) at http://HOST:PORT or grpc://HOST:PORT, benchmarked beside the runtimes",
+)
+@click.option("--concurrency", type=IntList(), default="1", help="served runtimes: concurrent clients, e.g. 1,4,16")
 @click.option("--regression-threshold", type=FiniteFloat(min=0), default=0.10, help="allowed median growth")
 @policy_options
 @user_errors

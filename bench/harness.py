@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench.load import served_load
 from bench.machine import machine_info
 from bench.report import header, regressions, table, write_report
 from bench.result import BenchResult, Peak, RuntimeResult
@@ -32,6 +33,7 @@ from siamese.files import write_json
 from siamese.model import flops_per_image
 from siamese.parity import BATCH, ParityInputs, check_runner, load_reference, parity_inputs, run_outputs, save_reference
 from siamese.runtimes import REFERENCE, RUNTIMES, RunnerSpec
+from siamese.runtimes.triton_client import TritonClient
 
 # the reference, in order of preference: the spec network from tensor-only weights, else ONNX Runtime fp32
 REFERENCES = (REFERENCE, "ort-cpu")
@@ -60,6 +62,8 @@ class BenchConfig:
     baseline: Path | None = None  # a --json of an earlier run: fail on a regression beyond its noise
     regression_threshold: float = 0.10
     policy: ExportPolicy = field(default_factory=ExportPolicy)  # may code-carrying artifacts load; signing key
+    triton: str | None = None  # a Triton server's URL: benchmarked beside the in-process runtimes
+    concurrency: list[int] = field(default_factory=lambda: [1])  # served runtimes: concurrent clients
 
 
 def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
@@ -147,6 +151,11 @@ def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Pea
                 result.timing.append(time_batch(runner, inputs, batch, cfg, flops, peak))
                 if bar is not None:
                     bar.update(1)
+            if runner.abilities.served:
+                for batch in cfg.batches:
+                    a, b = _tiled(inputs, batch)
+                    seconds = cfg.timing.duration
+                    result.load += [served_load(runner, a, b, clients, seconds) for clients in cfg.concurrency]
     except Exception as exc:  # a bug, an out-of-memory, a provider error: this runtime failed, the others go on
         result.fail(_first_line(exc))
     finally:
@@ -231,6 +240,9 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
         log(f"parity inputs and reference outputs: {', '.join(map(str, written))}")
     flops = 2 * flops_per_image(export.image_size)
     runners = {n: specs[n].create(n, cfg.threads) for n in names}
+    if cfg.triton:
+        served = TritonClient(cfg.triton)
+        runners[served.name] = served
     runnable = {n for n, r in runners.items() if not _safe_unavailable(r, export)}
     peaks: dict[str, Peak] = {}
     if cfg.timing_enabled:
@@ -263,7 +275,7 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
     with tqdm(total=steps, desc="siamese-bench", unit="run", disable=None) as bar:
         for name, runner in runners.items():
             peak = peaks.get(f"{runner.abilities.device}-{runner.abilities.precision}")
-            if name in runnable and (cfg.isolate or runner.abilities.isolate):
+            if name in runnable and name in specs and (cfg.isolate or runner.abilities.isolate):
                 entry = bench_isolated(name, specs[name], export, inputs, reference, cfg, peak, flops)
                 bar.update(len(cfg.batches) if cfg.timing_enabled else 0)
             else:

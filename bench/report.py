@@ -52,6 +52,15 @@ def table(result: BenchResult) -> str:
             )
     if any(t.peak_share and t.peak_share > 1 for e in result.runtimes for t in e.timing):
         rows.append(f"\n{ABOVE_PEAK}")
+    served = [(e, x) for e in result.runtimes for x in e.load]
+    if served:
+        rows += ["", "| served runtime | clients | batch | requests | pairs/s | p50 ms | p90 ms | p99 ms |"]
+        rows.append("|---|---|---|---|---|---|---|---|")
+        rows += [
+            f"| {e.name} | {x.concurrency} | {x.batch} | {x.requests} | {x.pairs_per_s:.1f} | "
+            f"{x.latency_ms['p50']:.1f} | {x.latency_ms['p90']:.1f} | {x.latency_ms['p99']:.1f} |"
+            for e, x in served
+        ]
     return "\n".join(rows)
 
 

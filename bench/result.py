@@ -35,6 +35,17 @@ class TimingResult:
 
 
 @dataclass
+class LoadResult:
+    """A server under `concurrency` clients, each sending requests of `batch` pairs back to back."""
+
+    concurrency: int
+    batch: int
+    requests: int
+    pairs_per_s: float
+    latency_ms: dict[str, float]  # p50, p90, p99, max over every request, as each client saw it
+
+
+@dataclass
 class RuntimeResult:
     name: str
     status: str  # ok | failed (error says why: a bug or a numerical failure) | unavailable (reason says why)
@@ -43,6 +54,7 @@ class RuntimeResult:
     error: str | None = None
     parity: ParityResult | None = None
     timing: list[TimingResult] = field(default_factory=list)
+    load: list[LoadResult] = field(default_factory=list)  # served runtimes: per concurrency and batch
 
     def fail(self, error: str) -> RuntimeResult:
         self.status, self.error = "failed", error
@@ -63,6 +75,7 @@ class RuntimeResult:
             error=d.get("error"),
             parity=ParityResult.from_dict(d["parity"]) if d.get("parity") else None,
             timing=[TimingResult(**t) for t in d.get("timing", [])],
+            load=[LoadResult(**x) for x in d.get("load", [])],
         )
 
 

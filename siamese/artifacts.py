@@ -34,6 +34,8 @@ UNTRUSTED = (
 WEIGHTS = "weights.safetensors"
 FEATURE_DIM = 1024  # siamese.model.FEATURE_DIM, repeated so reading an export needs no torch
 DTYPES = ("fp32", "fp16", "bf16", "int8")  # what an export can be written in
+# each graph's model name in a Triton repository and on a siamese-serve server
+TRITON_MODELS = {"embedding": "siamese_embedding", "compare": "siamese_compare", "pair": "siamese_pair"}
 
 
 def artifact_name(graph: str, fmt: str) -> str:

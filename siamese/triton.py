@@ -20,9 +20,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from siamese.artifacts import TRITON_MODELS as MODEL_NAMES
 from siamese.errors import SiameseError
 
-MODEL_NAMES = {"embedding": "siamese_embedding", "compare": "siamese_compare", "pair": "siamese_pair"}
 VERSION = "1"
 REPOSITORY = "triton"
 # ONNX TensorProto element types -> Triton's data types, for what these graphs carry

@@ -23,7 +23,7 @@ LAYERS = [
     {"siamese.deploy", "siamese.parity"},
     {
         f"siamese.runtimes{m}"
-        for m in ("", ".base", ".torch_runner", ".eager", ".compiled", ".torchscript", ".pt2", ".ort", ".openvino")
+        for m in ("", ".base", ".torch_runner", ".eager", ".compiled", ".torchscript", ".pt2", ".ort", ".openvino", ".triton_client")
     },
     {"siamese.export", "siamese.verify", "siamese.train", "siamese.evaluate", "siamese.triton", "siamese.serve"},
     {
@@ -37,6 +37,7 @@ LAYERS = [
         "bench.train_step",
         "bench.shared_weights",
         "bench.ort_session",
+        "bench.load",
         "bench",
     },
     {"siamese.cli", "bench.cli"},

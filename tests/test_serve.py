@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not installed")
 
+from siamese.artifacts import ExportFolder  # noqa: E402
 from siamese.serve import Server, ServerAddress  # noqa: E402
 from siamese.triton import MODEL_NAMES, ServingConfig  # noqa: E402
 from siamese.verify import Verifier  # noqa: E402
@@ -95,3 +96,44 @@ def test_the_server_stops_and_frees_its_ports(small_export):
         pass
     with socket.socket() as s:  # nothing listens any more: the port can be bound again
         s.bind(("127.0.0.1", address.http_port))
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_bench_measures_the_server_beside_the_in_process_runtime(server, scheme):
+    from bench.harness import BenchConfig, run_benchmark
+    from bench.report import table
+    from bench.timing import TimingConfig
+
+    port = server.address.http_port if scheme == "http" else server.address.grpc_port
+    cfg = BenchConfig(
+        export=server.export.path,
+        runtimes=["ort-cpu"],
+        batches=[1, 4],
+        timing=TimingConfig(warmup=1, warmup_seconds=0, duration=0.3, repeats=1),
+        parity_pairs=8,
+        random_pairs=4,
+        triton=f"{scheme}://127.0.0.1:{port}",
+        concurrency=[1, 3],
+    )
+    result = run_benchmark(cfg, log=lambda m: None)
+    local, served = result.runtimes
+    assert served.error is None, served.error
+    assert (local.name, local.status, served.name, served.status) == ("ort-cpu", "ok", f"triton-{scheme}", "ok")
+    assert served.parity.passed and served.parity.decisions.pairs == 12  # the server answers as the export does
+    assert [(x.concurrency, x.batch) for x in served.load] == [(1, 1), (3, 1), (1, 4), (3, 4)]
+    assert all(x.requests >= x.concurrency and x.pairs_per_s > 0 for x in served.load)
+    assert f"| triton-{scheme} | 3 | 4 |" in table(result)
+
+
+def test_a_server_that_is_not_there_is_unavailable_and_a_bad_url_refused(small_export):
+    from siamese.errors import SiameseError
+    from siamese.runtimes.triton_client import TritonClient, parse_url
+
+    _, export, _ = small_export("contrastive")
+    folder = ExportFolder.open(export)
+    (port,) = free_ports(1)
+    assert "no live Triton server" in TritonClient(f"127.0.0.1:{port}").unavailable(folder)
+    assert parse_url("grpc://localhost:8001") == ("grpc", "localhost:8001")
+    for bad in ("ftp://h:1", "http://host", "http://h:1/v2"):
+        with pytest.raises(SiameseError, match="expected http"):
+            parse_url(bad)

@@ -29,6 +29,7 @@ class Abilities:
     takes_threads: bool  # honours a CPU thread count
     loads_code: bool  # its artifact can carry code (pickle or a native library) that runs on load
     isolate: bool = False  # benchmark it in a child process: its provider is known to crash the process
+    served: bool = False  # a server answers: the benchmark also measures it under concurrent clients
     note: str = ""
 
 
