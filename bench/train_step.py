@@ -6,8 +6,12 @@ step (forward, all-pairs loss, backward, AdamW) of the spec network in each mode
 - fp32: eager, as `siamese-train` runs by default;
 - bf16: `--amp bf16`, autocast to bfloat16 (fast only where the CPU has AVX-512 bf16 or AMX);
 - channels-last: the network and its input in NHWC memory order;
-- compile: the embedding network under torch.compile (compile time reported apart).
+- compile: the embedding network compiled as `siamese-train --compile` compiles it
+  (`siamese.train.training_embedding`; compile time reported apart).
 
+Identity batches vary in size (people with fewer than K images), so the timed steps cycle
+through batches of P x K, P x K - 6 and P x K - 12 images: a compiled network must handle
+them as training does (one recompile, to a dynamic batch dimension).
 Every mode starts from the same weights and batch; its first loss is compared with fp32's, so
 a mode that is fast because it computes something else shows up. Prints images/s and pairs/s
 (pairs inside each P x K batch) per mode, and the ratio to the first mode (fp32 by default).
@@ -23,6 +27,7 @@ import torch
 
 from siamese.data import IdentityBatch
 from siamese.model import SiameseNet, all_pairs_loss
+from siamese.train import TrainConfig, training_embedding
 
 MODES = ("fp32", "bf16", "channels-last", "compile")
 
@@ -34,7 +39,7 @@ def make_step(model: SiameseNet, mode: str):
     if mode == "channels-last":
         model.to(memory_format=torch.channels_last)
     if mode == "compile":
-        embed = torch.compile(model.embed)
+        embed = training_embedding(model, TrainConfig(compile="on"), torch.device("cpu"))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16")
 
     def step(images: torch.Tensor, batch: IdentityBatch) -> float:
@@ -54,21 +59,24 @@ def make_step(model: SiameseNet, mode: str):
 def time_mode(base: SiameseNet, mode: str, images, batch: IdentityBatch, steps: int) -> dict:
     model = copy.deepcopy(base).train()
     step = make_step(model, mode)
+    sizes = [n for n in (len(images), len(images) - 6, len(images) - 12) if n >= 4]
     start = time.perf_counter()
     first_loss = step(images, batch)  # includes compilation for `compile`
+    for n in sizes[1:]:  # and the recompile to a dynamic batch size
+        step(images[:n], IdentityBatch(batch.rows[:n], batch.identity[:n]))
     first_s = time.perf_counter() - start
+    timed = [sizes[i % len(sizes)] for i in range(steps)]
     start = time.perf_counter()
-    for _ in range(steps):
-        step(images, batch)
-    step_s = (time.perf_counter() - start) / steps
-    n = len(images)
+    for n in timed:
+        step(images[:n], IdentityBatch(batch.rows[:n], batch.identity[:n]))
+    elapsed = time.perf_counter() - start
     return {
         "mode": mode,
         "first_loss": first_loss,
         "first_step_s": first_s,
-        "step_s": step_s,
-        "images_per_s": n / step_s,
-        "pairs_per_s": n * (n - 1) / 2 / step_s,
+        "step_s": elapsed / steps,
+        "images_per_s": sum(timed) / elapsed,
+        "pairs_per_s": sum(n * (n - 1) / 2 for n in timed) / elapsed,
     }
 
 
@@ -98,7 +106,8 @@ def main(image_size: int, per_batch: int, per_identity: int, steps: int, modes: 
         loss_change = abs(r["first_loss"] - reference["first_loss"]) / abs(reference["first_loss"])
         click.echo(
             f"  {r['mode']:14s} {r['images_per_s']:7.1f} images/s {r['pairs_per_s']:8.0f} pairs/s "
-            f"({reference['step_s'] / r['step_s']:.2f}x {reference['mode']})  first step {r['first_step_s']:.1f} s, "
+            f"({r['images_per_s'] / reference['images_per_s']:.2f}x {reference['mode']})  "
+            f"first steps {r['first_step_s']:.1f} s, "
             f"loss {r['first_loss']:.4f} ({loss_change:.1e} from {reference['mode']})"
         )
 

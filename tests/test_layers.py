@@ -23,7 +23,18 @@ LAYERS = [
     {"siamese.deploy", "siamese.parity"},
     {
         f"siamese.runtimes{m}"
-        for m in ("", ".base", ".torch_runner", ".eager", ".compiled", ".torchscript", ".pt2", ".ort", ".openvino", ".triton_client")
+        for m in (
+            "",
+            ".base",
+            ".torch_runner",
+            ".eager",
+            ".compiled",
+            ".torchscript",
+            ".pt2",
+            ".ort",
+            ".openvino",
+            ".triton_client",
+        )
     },
     {"siamese.export", "siamese.verify", "siamese.train", "siamese.evaluate", "siamese.triton", "siamese.serve"},
     {
