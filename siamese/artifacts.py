@@ -18,8 +18,9 @@ from pathlib import Path
 from siamese.errors import SiameseError
 from siamese.files import sha256_file
 
-FORMATS = ("onnx", "torchscript", "pt2", "aoti")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2", "aoti": ".aoti.pt2"}
+FORMATS = ("onnx", "torchscript", "pt2", "aoti", "openvino")
+# openvino: an OpenVINO IR, `<graph>.ov.xml` with its weights in `<graph>.ov.bin`
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2", "aoti": ".aoti.pt2", "openvino": ".ov.xml"}
 GRAPHS = ("embedding", "pair", "compare")
 MANIFEST = "manifest.json"
 METADATA = "metadata.json"

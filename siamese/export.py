@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib.util
 import io
 import json
 import logging
@@ -45,7 +46,7 @@ from siamese.files import check_writable, sha256_file
 from siamese.model import FEATURE_DIM
 from siamese.parity import ParityInputs, check_compare_graph, check_runner, with_random_pairs
 from siamese.provenance import cxx_compiler, git_commit
-from siamese.quantize import calibration_feeds, quantize_onnx
+from siamese.quantize import calibration_feeds, quantize_onnx, quantize_openvino
 from siamese.triton import REPOSITORY, ServingConfig, model_config_pb2, write_repository
 
 ONNX_OPSET = 18
@@ -160,6 +161,28 @@ def write_onnx_int8(module, graph: str, path: Path, meta: dict, calibration: np.
     return {**notes, **save_onnx(proto, path, meta)}
 
 
+def write_openvino(module, graph: str, path: Path, meta: dict, calibration: np.ndarray | None = None) -> dict:
+    """An OpenVINO IR converted from the graph's ONNX export; with `calibration` images, NNCF's
+    INT8 quantization of it (the compare head stays fp32: nothing there for INT8 to speed up)."""
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / f"{graph}.onnx"
+        notes = {"converted_from": write_onnx(module, graph, source, meta)["method"]}
+        model = ov.Core().read_model(str(source))
+        if calibration is not None and graph != "compare":
+            quiet = logging.getLogger("nncf").level
+            logging.getLogger("nncf").setLevel(logging.ERROR)  # its progress bars and statistics tables
+            try:
+                model, quantized = quantize_openvino(model, calibration_feeds(INPUT_NAMES[graph], calibration))
+            finally:
+                logging.getLogger("nncf").setLevel(quiet)
+            notes |= quantized
+        model.set_rt_info(json.dumps(meta), "siamese_metadata")
+        ov.save_model(model, str(path), compress_to_fp16=False)
+    return {"method": f"openvino {ov.__version__} IR", **notes}
+
+
 def save_onnx(proto, path: Path, meta: dict) -> dict:
     """Label `proto` with the metadata, keep its weights in the export's shared file, save and check it."""
     import onnx
@@ -224,7 +247,13 @@ def _read_at(file, offset: int, length: int) -> bytes:
     return file.read(length)
 
 
-WRITERS = {"onnx": write_onnx, "torchscript": write_torchscript, "pt2": write_pt2, "aoti": write_aoti}
+WRITERS = {
+    "onnx": write_onnx,
+    "torchscript": write_torchscript,
+    "pt2": write_pt2,
+    "aoti": write_aoti,
+    "openvino": write_openvino,
+}
 
 
 # -- verification inputs --
@@ -380,8 +409,12 @@ def export_checkpoint(
         raise SiameseError(
             "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"
         )
-    if dtype == "int8" and set(formats) != {"onnx"}:
-        raise SiameseError("INT8 is an ONNX Runtime quantized artifact: export it with --format onnx")
+    if dtype == "int8" and not set(formats) <= {"onnx", "openvino"}:
+        raise SiameseError(
+            "INT8 is an ONNX Runtime or OpenVINO (NNCF) quantized artifact: export it with --format onnx/openvino"
+        )
+    if dtype in ("fp16", "bf16") and "openvino" in formats:
+        raise SiameseError("OpenVINO IR exports are fp32 or int8 (OpenVINO picks its own CPU precision)")
     if name is not None:
         path_component(name, "export name")
     ckpt = load_checkpoint(checkpoint)
@@ -401,7 +434,11 @@ def export_checkpoint(
     writers = WRITERS
     if dtype == "int8":
         images, meta["int8_calibration"] = calibration_images(ckpt)
-        writers = {**WRITERS, "onnx": partial(write_onnx_int8, calibration=images)}
+        writers = {
+            **WRITERS,
+            "onnx": partial(write_onnx_int8, calibration=images),
+            "openvino": partial(write_openvino, calibration=images),
+        }
     check_writable(dest.parent)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.partial-"))
     try:
@@ -473,8 +510,8 @@ def resolve_formats(requested, dtype: str, log=print) -> list[str]:
         formats.remove("onnx")
         log("bf16: skipping ONNX (opset 18 has no bfloat16 convolution)")
     if dtype == "int8":
-        formats = ["onnx"]
-        log("int8: ONNX only (an ONNX Runtime quantized artifact)")
+        formats = ["onnx"] + (["openvino"] if importlib.util.find_spec("nncf") else [])
+        log(f"int8: {' and '.join(formats)} only (quantized artifacts)")
     return formats
 
 

@@ -1,5 +1,6 @@
 """Export round trips for every format x variant, metadata, manifest, tampering and failures."""
 
+import importlib.util
 import json
 import shutil
 from dataclasses import replace
@@ -19,7 +20,8 @@ from siamese.errors import SiameseError
 from siamese.export import available_formats, export_checkpoint, write_onnx, write_pt2, write_torchscript
 
 SIZE = 16
-FORMATS_HERE = available_formats()
+# `all` leaves the OpenVINO IR out (a second copy of the weights); tested wherever openvino is
+FORMATS_HERE = available_formats() + (["openvino"] if importlib.util.find_spec("openvino") else [])
 
 
 def loaded(dest, runtime="ort-cpu", graphs=GRAPHS):
@@ -45,7 +47,7 @@ def random_images(n, size=SIZE, seed=1):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_matches_eager(exported, fmt):
     if fmt not in FORMATS_HERE:
-        pytest.skip(f"{fmt} cannot be written on this machine (no C++ compiler)")
+        pytest.skip(f"{fmt} cannot be written on this machine (no C++ compiler, or no openvino)")
     ckpt, dest, checks = exported
     assert all(c.passed for c in checks)
     graphs = graphs_from_checkpoint(load_checkpoint(ckpt))
@@ -156,10 +158,12 @@ def test_onnx_graphs_share_one_copy_of_the_weights(tmp_path):
 def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified(tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
     fp32, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
+    formats = ["onnx"] + (["openvino"] if importlib.util.find_spec("nncf") else [])
     int8, checks = export_checkpoint(
-        ckpt, tmp_path / "exports", formats=["onnx"], dtype="int8", n_pairs=16, log=lambda m: None
+        ckpt, tmp_path / "exports", formats=formats, dtype="int8", n_pairs=16, log=lambda m: None
     )
     assert int8.name.endswith("-int8") and all(c.passed for c in checks)
+    assert {c.artifact.split()[0] for c in checks} == set(formats)  # each format verified by its runner
     ratio = (fp32 / "onnx.data").stat().st_size / (int8 / "onnx.data").stat().st_size
     assert 3.5 < ratio < 4.5  # int8 weights, one copy shared by both graphs
     ops = {n.op_type for n in onnx.load(str(int8 / "embedding.onnx"), load_external_data=False).graph.node}
@@ -169,11 +173,19 @@ def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified
     calibration = json.loads((int8 / "metadata.json").read_text())["int8_calibration"]
     assert "LFW train pairs from pairsDevTrain.txt" in calibration
     assert loaded(int8).embed(np.zeros((2, SIZE, SIZE, 3), np.uint8)).shape == (2, 1024)
+    if "openvino" in formats:  # NNCF's INT8 IR: quantize/dequantize nodes around the convolutions
+        import openvino as ov
+
+        ops = {op.get_type_name() for op in ov.Core().read_model(str(int8 / "embedding.ov.xml")).get_ops()}
+        assert {"FakeQuantize", "Convolution"} <= ops
+        assert (
+            "nncf" in json.loads((int8 / "metadata.json").read_text())["artifacts"]["embedding.ov.xml"]["quantization"]
+        )
 
 
-def test_int8_is_an_onnx_artifact_only(tmp_path):
+def test_int8_is_an_onnx_or_openvino_artifact_only(tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
-    with pytest.raises(SiameseError, match="INT8 is an ONNX Runtime quantized artifact"):
+    with pytest.raises(SiameseError, match="INT8 is an ONNX Runtime or OpenVINO"):
         export_checkpoint(ckpt, tmp_path / "exports", formats=["torchscript"], dtype="int8", log=lambda m: None)
 
 

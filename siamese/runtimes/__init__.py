@@ -44,6 +44,7 @@ RUNTIMES: dict[str, RunnerSpec] = {
     "ort-cpu": _spec("ort", "OnnxRuntime"),
     "openvino-cpu": _spec("openvino", "OpenVino"),
     "openvino-bf16-cpu": _spec("openvino", "OpenVino", precision="bf16"),
+    "openvino-ir-cpu": _spec("openvino", "OpenVino", artifact="openvino"),
     "eager-fp32-cuda": _spec("eager", "Eager", device="cuda"),
     "eager-tf32-cuda": _spec("eager", "Eager", device="cuda", precision="tf32"),
     "eager-bf16-cuda": _spec("eager", "Eager", device="cuda", precision="bf16"),
@@ -59,7 +60,13 @@ RUNTIMES: dict[str, RunnerSpec] = {
     "ort-tensorrt-fp16": _spec("ort", "OnnxRuntime", provider="tensorrt", precision="fp16"),
 }
 # the runner that reads each export format back when an export is checked
-FORMAT_RUNNERS = {"onnx": "ort-cpu", "torchscript": "torchscript-cpu", "pt2": "pt2-cpu", "aoti": "aoti-cpu"}
+FORMAT_RUNNERS = {
+    "onnx": "ort-cpu",
+    "torchscript": "torchscript-cpu",
+    "pt2": "pt2-cpu",
+    "aoti": "aoti-cpu",
+    "openvino": "openvino-ir-cpu",
+}
 # the parity reference: the spec network rebuilt from the export's tensor-only weights
 REFERENCE = "eager-fp32-cpu"
 

@@ -18,14 +18,17 @@ PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
 class OpenVino(Runner):
-    def __init__(self, precision: str = "fp32", threads: int | None = None):
+    """`artifact` "onnx" reads the export's ONNX graphs; "openvino" its OpenVINO IR (written by
+    `siamese-export --format openvino`: fp32, or NNCF INT8 in an `--dtype int8` export)."""
+
+    def __init__(self, precision: str = "fp32", artifact: str = "onnx", threads: int | None = None):
         super().__init__(threads)
         self.precision = precision
         self.models: dict = {}
         self.abilities = Abilities(
             device="cpu",
             precision=precision,
-            artifact="onnx",
+            artifact=artifact,
             timed_with="wall clock",
             takes_threads=True,
             loads_code=False,
@@ -51,9 +54,12 @@ class OpenVino(Runner):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         for graph in graphs:
-            path = export.check(artifact_name(graph, "onnx"))
-            for data_file in onnx_external_files(path):
-                export.check(data_file)
+            path = export.check(artifact_name(graph, self.abilities.artifact))
+            if self.abilities.artifact == "onnx":
+                for data_file in onnx_external_files(path):
+                    export.check(data_file)
+            else:
+                export.check(path.name.removesuffix(".xml") + ".bin")  # the IR's weights
             try:
                 self.models[graph] = core.compile_model(core.read_model(str(path)), "CPU", config)
             except RuntimeError as exc:
