@@ -93,7 +93,7 @@ def quantize_openvino(model, feeds: Iterator[dict[str, np.ndarray]]):
         model,
         nncf.Dataset(batches),
         preset=nncf.QuantizationPreset.MIXED,
-        subset_size=images,
+        subset_size=len(batches),  # items of the data set: batches, not images
         fast_bias_correction=False,
     )
     notes = {
