@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.artifacts import ExportFolder, ExportPolicy
+from siamese.artifacts import FORMATS, ExportFolder, ExportPolicy
 from siamese.errors import SiameseError
 from siamese.runtimes import FORMAT_RUNNERS, RUNTIMES, create
 from siamese.runtimes.ort import misplaced, node_placement, provider_options, trt_profiles
@@ -25,7 +25,7 @@ def test_every_runtime_states_its_abilities():
     for name in RUNTIMES:
         abilities = create(name).abilities
         assert abilities.device in ("cpu", "cuda") and abilities.precision in ("fp32", "tf32", "fp16", "bf16")
-        assert abilities.artifact in ("weights", "onnx", "torchscript", "pt2", "aoti")
+        assert abilities.artifact in ("weights", *FORMATS)
         assert abilities.timed_with in ("wall clock", "CUDA events")
         assert name.endswith(abilities.device) or "tensorrt" in name
 
