@@ -34,8 +34,12 @@ def make_test_checkpoint(path: Path, variant: str, image_size: int = 16, seed: i
 @pytest.fixture(scope="session")
 def small_export(tmp_path_factory):
     """export_for(variant): an untrained 16x16 network exported once per session in every
-    format this machine can write."""
+    format this machine can write (the OpenVINO IR too, which `all` leaves out)."""
+    import importlib.util
+
     from siamese.export import available_formats, export_checkpoint
+
+    formats = available_formats() + (["openvino"] if importlib.util.find_spec("openvino") else [])
 
     made = {}
 
@@ -44,7 +48,7 @@ def small_export(tmp_path_factory):
             tmp = tmp_path_factory.mktemp(f"export-{variant}")
             ckpt = make_test_checkpoint(tmp / "checkpoint.pt", variant, 16)
             dest, checks = export_checkpoint(
-                ckpt, tmp / "exports", formats=available_formats(), n_pairs=8, log=lambda m: None
+                ckpt, tmp / "exports", formats=formats, n_pairs=8, log=lambda m: None
             )
             made[variant] = (ckpt, dest, checks)
         return made[variant]
