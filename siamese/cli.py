@@ -13,6 +13,15 @@ from siamese.options import Device, FiniteFloat, ImageSize, OutputFile, policy_o
 from siamese.runtimes import RUNTIMES
 from siamese.train import TrainConfig
 
+# the export a command reads: siamese-verify and siamese-serve
+export_dir_option = click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="export folder; default the newest under exports/",
+)
+
 
 @click.command(context_settings={"show_default": True})
 @click.option("--variant", type=click.Choice([*VARIANTS, "both"]), default="both")
@@ -207,13 +216,7 @@ def export(checkpoints, runs, fmt, triton_kind, triton_max_batch, dtype, out, na
 
 @click.command(context_settings={"show_default": True})
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
-@click.option(
-    "--export",
-    "export_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="export folder; default the newest under exports/",
-)
+@export_dir_option
 @click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", help="same names as siamese-bench")
 @click.option(
     "--pairs",
@@ -284,13 +287,7 @@ def _plain_name(value: str, param) -> str:
 
 
 @click.command(context_settings={"show_default": True})
-@click.option(
-    "--export",
-    "export_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="export folder; default the newest under exports/",
-)
+@export_dir_option
 @click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", help="what runs each request")
 @click.option("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
 @click.option("--http-port", type=click.IntRange(1, 65535), default=8000)
