@@ -34,8 +34,23 @@ def calibration_feeds(input_names: list[str], images: np.ndarray) -> Iterator[di
         yield {name: chunk[i :: len(input_names)] for i, name in enumerate(input_names)}
 
 
-def quantize_onnx(fp32_model: Path, int8_model: Path, feeds: Iterator[dict[str, np.ndarray]]) -> dict:
-    """Write the static INT8 QDQ version of `fp32_model`; returns notes for the export's metadata."""
+# how activation ranges are calibrated: "moving-average" (of each batch's min and max, the
+# export's), "minmax" (the extremes of all batches) or "percentile" (ONNX Runtime's default, 99.999)
+CALIBRATIONS = ("moving-average", "minmax", "percentile")
+
+
+def quantize_onnx(
+    fp32_model: Path,
+    int8_model: Path,
+    feeds: Iterator[dict[str, np.ndarray]],
+    reduce_range: bool = True,
+    calibration: str = "moving-average",
+) -> dict:
+    """Write the static INT8 QDQ version of `fp32_model`; returns notes for the export's metadata.
+    The export keeps the defaults; the others exist to measure what they cost
+    (`python -m bench.int8_settings`)."""
+    if calibration not in CALIBRATIONS:
+        raise SiameseError(f"unknown calibration {calibration!r}; known: {', '.join(CALIBRATIONS)}")
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -61,19 +76,19 @@ def quantize_onnx(fp32_model: Path, int8_model: Path, feeds: Iterator[dict[str, 
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=QUANTIZED_OPS,
         per_channel=True,
-        reduce_range=True,
+        reduce_range=reduce_range,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CalibrationMethod.Percentile if calibration == "percentile" else CalibrationMethod.MinMax,
         # the mean of each batch's range, not the extreme of all: one outlier image no longer
         # coarsens every activation's steps (measured: README, "CPU performance")
-        extra_options={"CalibMovingAverage": True},
+        extra_options={"CalibMovingAverage": calibration == "moving-average"},
     )
     if not reader.images:
         raise SiameseError(f"{fp32_model.name}: no calibration images for INT8 quantization")
     return {
         "quantization": "onnxruntime.quantization.quantize_static, QDQ, per-channel int8 weights "
-        "(reduce_range), uint8 activations, MinMax calibration (moving average)",
+        f"({'7 bits, reduce_range' if reduce_range else '8 bits'}), uint8 activations, {calibration} calibration",
         "quantized_ops": QUANTIZED_OPS,
         "calibration_images": reader.images,
     }

@@ -183,6 +183,36 @@ def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified
         )
 
 
+def test_onnx_quantization_settings_reach_the_quantizer(tmp_path):
+    from onnx import numpy_helper
+
+    from siamese.quantize import calibration_feeds, quantize_onnx
+
+    ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
+    fp32, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
+    images = np.random.default_rng(0).integers(0, 256, (64, SIZE, SIZE, 3), np.uint8)
+
+    def quantized(name, **settings):
+        out = tmp_path / f"{name}.onnx"
+        notes = quantize_onnx(fp32 / "embedding.onnx", out, calibration_feeds(["images"], images), **settings)
+        initializers = onnx.load(str(out)).graph.initializer
+        arrays = [numpy_helper.to_array(t) for t in initializers]
+        weights = max(int(np.abs(a.astype(np.int32)).max()) for a in arrays if a.dtype == np.int8 and a.size > 1)
+        scales = {t.name: float(a) for t, a in zip(initializers, arrays, strict=True) if a.ndim == 0}
+        return notes, weights, scales
+
+    notes, weights, moving = quantized("default")
+    assert "7 bits" in notes["quantization"] and weights <= 64  # reduce_range: 7-bit weights
+    notes, weights, _ = quantized("8bit", reduce_range=False)
+    assert "8 bits" in notes["quantization"] and weights == 127
+    _, _, minmax = quantized("minmax", calibration="minmax")
+    shared = [name for name in moving if name in minmax and name.endswith("_scale")]
+    assert shared and all(minmax[n] >= moving[n] * (1 - 1e-6) for n in shared)  # extremes >= mean ranges
+    assert any(minmax[n] > moving[n] * 1.01 for n in shared)
+    with pytest.raises(SiameseError, match="unknown calibration 'median'"):
+        quantized("bad", calibration="median")
+
+
 def test_int8_is_an_onnx_or_openvino_artifact_only(tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
     with pytest.raises(SiameseError, match="INT8 is an ONNX Runtime or OpenVINO"):

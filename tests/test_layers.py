@@ -48,6 +48,7 @@ LAYERS = [
         "bench.train_step",
         "bench.shared_weights",
         "bench.ort_session",
+        "bench.int8_settings",
         "bench.load",
         "bench",
     },

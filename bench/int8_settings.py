@@ -1,0 +1,120 @@
+"""How close does each INT8 quantization of the embedding graph stay to fp32?
+
+`python -m bench.int8_settings --checkpoint CKPT --fp32-export DIR --int8-export DIR` embeds
+the labelled LFW test pairs (1,000 by default) with
+
+- the fp32 export's `embedding.onnx` in ONNX Runtime (the reference);
+- the int8 export's `embedding.onnx`: ONNX Runtime's static QDQ quantization (7-bit weights,
+  moving-average calibration), and the same graph quantized here with 8-bit weights, plain
+  MinMax and Percentile calibration;
+- the int8 export's `embedding.ov.xml`: NNCF with the settings `siamese-export` uses, and the
+  fp32 graph quantized here with NNCF's defaults;
+
+all on the checkpoint's training-identity calibration images, and prints, for each, how many
+test decisions agree with fp32, the accuracy change, and the feature error (99th percentile
+and worst) as a share of the features' scale. Every decision comes from the fp32 export's
+compare graph, so only the features differ. Accuracy only: speed is `siamese-bench`'s.
+These figures use the test images, so they describe the settings; they did not pick them
+blind (README, "CPU performance").
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from siamese.artifacts import ExportFolder
+from siamese.checkpoint import load_checkpoint
+from siamese.errors import user_errors
+from siamese.export import calibration_images
+from siamese.parity import BATCH, parity_inputs
+from siamese.quantize import calibration_feeds, quantize_onnx
+from siamese.runtimes import create
+
+
+def embed_all(embed, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([embed(images[i : i + BATCH]) for i in range(0, len(images), BATCH)])
+
+
+def ort_variant(fp32: ExportFolder, images: np.ndarray, folder: Path, **settings):
+    """An embed function for the fp32 embedding graph quantized by ONNX Runtime with `settings`."""
+    import onnxruntime as ort
+
+    int8 = folder / f"embedding-{len(list(folder.iterdir()))}.onnx"
+    feeds = calibration_feeds(fp32.metadata.inputs("embedding"), images)
+    quantize_onnx(fp32.check("embedding.onnx"), int8, feeds, **settings)
+    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    name = fp32.metadata.inputs("embedding")[0]
+    return lambda images: session.run(None, {name: images})[0]
+
+
+def nncf_defaults(fp32: ExportFolder, calibration: np.ndarray):
+    """An embed function for NNCF's default post-training quantization of the fp32 embedding graph."""
+    import nncf
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(fp32.check("embedding.onnx")))
+    batches = list(calibration_feeds(fp32.metadata.inputs("embedding"), calibration))
+    quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
+    compiled = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return lambda images: np.asarray(compiled([images])[0])
+
+
+@click.command()
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--fp32-export", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--int8-export", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
+@click.option("--pairs", "n_pairs", type=click.IntRange(min=1), default=1000, help="labelled test pairs")
+@user_errors
+def main(checkpoint: Path, fp32_export: Path, int8_export: Path, n_pairs: int) -> None:
+    fp32, int8 = ExportFolder.open(fp32_export), ExportFolder.open(int8_export)
+    inputs = parity_inputs(fp32.image_size, None, n_pairs, 0)
+    labelled = inputs.labels >= 0
+    if not labelled.any():
+        raise click.UsageError("no labelled test pairs found (LFW is needed)")
+    reference = create("ort-cpu")
+    reference.load(fp32, ("embedding", "compare"))
+    calibration, source = calibration_images(load_checkpoint(checkpoint))
+    click.echo(f"{inputs.source}; variants quantized here are calibrated on {source}")
+
+    exported = {}
+    for runtime in ("ort-cpu", "openvino-ir-cpu"):
+        exported[runtime] = create(runtime)
+        exported[runtime].load(int8, ("embedding",))
+    with tempfile.TemporaryDirectory(prefix="int8-settings-") as scratch:
+        work = Path(scratch)
+        embedders = {
+            "fp32 (ONNX Runtime)": reference.embed,
+            "ORT QDQ, siamese-export settings": exported["ort-cpu"].embed,
+            "ORT QDQ, 8-bit weights": ort_variant(fp32, calibration, work, reduce_range=False),
+            "ORT QDQ, plain MinMax": ort_variant(fp32, calibration, work, calibration="minmax"),
+            "ORT QDQ, Percentile": ort_variant(fp32, calibration, work, calibration="percentile"),
+            "NNCF, siamese-export settings": exported["openvino-ir-cpu"].embed,
+            "NNCF defaults": nncf_defaults(fp32, calibration),
+        }
+
+        n = len(inputs.labels)
+        truth = inputs.labels[labelled].astype(bool)
+        base_features = base_same = None
+        for label, embed in embedders.items():
+            features = embed_all(embed, inputs.images)
+            same = reference.compare(features[:n], features[n:])["same"][labelled]
+            accuracy = float((same == truth).mean())
+            if base_features is None:
+                base_features, base_same, base_accuracy = features, same, accuracy
+                click.echo(f"{label:32s} accuracy {accuracy:.1%}")
+                continue
+            error = np.abs(features - base_features) / np.abs(base_features).max()
+            click.echo(
+                f"{label:32s} agreement {float((same == base_same).mean()):6.1%}  "
+                f"accuracy {100 * (accuracy - base_accuracy):+.1f} point  "
+                f"feature error p99 {float(np.percentile(error, 99)):.2%}, worst {float(error.max()):.1%}"
+            )
+
+
+if __name__ == "__main__":
+    main()
