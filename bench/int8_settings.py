@@ -28,27 +28,24 @@ import numpy as np
 
 from siamese.artifacts import ExportFolder
 from siamese.checkpoint import load_checkpoint
-from siamese.errors import user_errors
+from siamese.errors import quiet_logger, user_errors
 from siamese.export import calibration_images
 from siamese.parity import BATCH, parity_inputs
 from siamese.quantize import calibration_feeds, quantize_onnx
 from siamese.runtimes import create
+from siamese.runtimes.ort import make_session
 
 
 def embed_all(embed, images: np.ndarray) -> np.ndarray:
     return np.concatenate([embed(images[i : i + BATCH]) for i in range(0, len(images), BATCH)])
 
 
-def ort_variant(fp32: ExportFolder, images: np.ndarray, folder: Path, **settings):
-    """An embed function for the fp32 embedding graph quantized by ONNX Runtime with `settings`."""
-    import onnxruntime as ort
-
-    int8 = folder / f"embedding-{len(list(folder.iterdir()))}.onnx"
-    feeds = calibration_feeds(fp32.metadata.inputs("embedding"), images)
-    quantize_onnx(fp32.check("embedding.onnx"), int8, feeds, **settings)
-    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
-    name = fp32.metadata.inputs("embedding")[0]
-    return lambda images: session.run(None, {name: images})[0]
+def ort_variant(fp32: ExportFolder, images: np.ndarray, int8: Path, **settings):
+    """An embed function for the fp32 embedding graph quantized by ONNX Runtime with `settings` into `int8`."""
+    (name,) = fp32.metadata.inputs("embedding")
+    quantize_onnx(fp32.check("embedding.onnx"), int8, calibration_feeds([name], images), **settings)
+    session = make_session(int8, ["CPUExecutionProvider"])
+    return lambda batch: session.run(None, {name: batch})[0]
 
 
 def nncf_defaults(fp32: ExportFolder, calibration: np.ndarray):
@@ -59,7 +56,8 @@ def nncf_defaults(fp32: ExportFolder, calibration: np.ndarray):
     core = ov.Core()
     model = core.read_model(str(fp32.check("embedding.onnx")))
     batches = list(calibration_feeds(fp32.metadata.inputs("embedding"), calibration))
-    quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
+    with quiet_logger("nncf"):
+        quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
     compiled = core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     return lambda images: np.asarray(compiled([images])[0])
 
@@ -81,37 +79,37 @@ def main(checkpoint: Path, fp32_export: Path, int8_export: Path, n_pairs: int) -
     calibration, source = calibration_images(load_checkpoint(checkpoint))
     click.echo(f"{inputs.source}; variants quantized here are calibrated on {source}")
 
-    exported = {}
-    for runtime in ("ort-cpu", "openvino-ir-cpu"):
-        exported[runtime] = create(runtime)
-        exported[runtime].load(int8, ("embedding",))
+    ort_int8, nncf_int8 = create("ort-cpu"), create("openvino-ir-cpu")
+    for runner in (ort_int8, nncf_int8):
+        runner.load(int8, ("embedding",))
+    n = len(inputs.labels)
+    truth = inputs.labels[labelled].astype(bool)
+
+    def decisions(features: np.ndarray) -> np.ndarray:
+        return reference.compare(features[:n], features[n:])["same"][labelled]
+
+    fp32_features = embed_all(reference.embed, inputs.images)
+    fp32_same = decisions(fp32_features)
+    fp32_accuracy = float((fp32_same == truth).mean())
+    click.echo(f"{'fp32 (ONNX Runtime)':32s} accuracy {fp32_accuracy:.1%}")
     with tempfile.TemporaryDirectory(prefix="int8-settings-") as scratch:
         work = Path(scratch)
         embedders = {
-            "fp32 (ONNX Runtime)": reference.embed,
-            "ORT QDQ, siamese-export settings": exported["ort-cpu"].embed,
-            "ORT QDQ, 8-bit weights": ort_variant(fp32, calibration, work, reduce_range=False),
-            "ORT QDQ, plain MinMax": ort_variant(fp32, calibration, work, calibration="minmax"),
-            "ORT QDQ, Percentile": ort_variant(fp32, calibration, work, calibration="percentile"),
-            "NNCF, siamese-export settings": exported["openvino-ir-cpu"].embed,
+            "ORT QDQ, siamese-export settings": ort_int8.embed,
+            "ORT QDQ, 8-bit weights": ort_variant(fp32, calibration, work / "8bit.onnx", reduce_range=False),
+            "ORT QDQ, plain MinMax": ort_variant(fp32, calibration, work / "minmax.onnx", calibration="minmax"),
+            "ORT QDQ, Percentile": ort_variant(fp32, calibration, work / "percentile.onnx", calibration="percentile"),
+            "NNCF, siamese-export settings": nncf_int8.embed,
             "NNCF defaults": nncf_defaults(fp32, calibration),
         }
-
-        n = len(inputs.labels)
-        truth = inputs.labels[labelled].astype(bool)
-        base_features = base_same = None
         for label, embed in embedders.items():
             features = embed_all(embed, inputs.images)
-            same = reference.compare(features[:n], features[n:])["same"][labelled]
+            same = decisions(features)
             accuracy = float((same == truth).mean())
-            if base_features is None:
-                base_features, base_same, base_accuracy = features, same, accuracy
-                click.echo(f"{label:32s} accuracy {accuracy:.1%}")
-                continue
-            error = np.abs(features - base_features) / np.abs(base_features).max()
+            error = np.abs(features - fp32_features) / np.abs(fp32_features).max()
             click.echo(
-                f"{label:32s} agreement {float((same == base_same).mean()):6.1%}  "
-                f"accuracy {100 * (accuracy - base_accuracy):+.1f} point  "
+                f"{label:32s} agreement {float((same == fp32_same).mean()):6.1%}  "
+                f"accuracy {100 * (accuracy - fp32_accuracy):+.1f} point  "
                 f"feature error p99 {float(np.percentile(error, 99)):.2%}, worst {float(error.max()):.1%}"
             )
 

@@ -1,8 +1,11 @@
-"""The exception and warning types the command-line tools turn into one-line messages."""
+"""The exception and warning types the command-line tools turn into one-line messages, and
+the quieting of libraries' own chatter."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import sys
 import warnings
 
@@ -41,3 +44,15 @@ def user_errors(fn):
             raise click.Abort() from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str | None = None):
+    """Only errors from the `name` logger (the root logger by default) while the block runs."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -14,7 +14,6 @@ import hashlib
 import importlib.util
 import io
 import json
-import logging
 import shutil
 import tempfile
 import warnings
@@ -41,7 +40,7 @@ from siamese.checkpoint import Checkpoint, load_checkpoint, newest_checkpoints
 from siamese.compare import ParityResult
 from siamese.data import find_lfw, locate_lfw, sample_pairs
 from siamese.deploy import INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint, save_weights
-from siamese.errors import SiameseError
+from siamese.errors import SiameseError, quiet_logger
 from siamese.files import check_writable, sha256_file
 from siamese.model import FEATURE_DIM
 from siamese.parity import ParityInputs, check_compare_graph, check_runner, with_random_pairs
@@ -106,12 +105,9 @@ def _onnx_proto(module, graph: str, image_size: int):
 
     args = example_inputs(graph, image_size)
     names = {"input_names": INPUT_NAMES[graph], "output_names": OUTPUT_NAMES[graph]}
-    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registry_log.level
     try:
         # the registry warns once per missing torchvision op, which this model does not use
-        registry_log.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
+        with quiet_logger("torch.onnx._internal.exporter._registration"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,
@@ -132,8 +128,6 @@ def _onnx_proto(module, graph: str, image_size: int):
         axes = {n: {0: "batch"} for n in INPUT_NAMES[graph] + OUTPUT_NAMES[graph]}
         torch.onnx.export(module, args, buf, dynamo=False, opset_version=ONNX_OPSET, dynamic_axes=axes, **names)
         return onnx.load_from_string(buf.getvalue()), "torch.onnx.export(dynamo=False) fallback"
-    finally:
-        registry_log.setLevel(level)
 
 
 def write_onnx(module, graph: str, path: Path, meta: dict) -> dict:
@@ -150,12 +144,7 @@ def write_onnx_int8(module, graph: str, path: Path, meta: dict, calibration: np.
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / path.name, Path(tmp) / f"int8-{path.name}"
         notes = write_onnx(module, graph, fp32, meta)
-        quiet = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # ORT suggests its pre-processing; its optimiser runs at load
-        try:
-            notes |= quantize_onnx(fp32, int8, calibration_feeds(INPUT_NAMES[graph], calibration))
-        finally:
-            logging.getLogger().setLevel(quiet)
+        notes |= quantize_onnx(fp32, int8, calibration_feeds(INPUT_NAMES[graph], calibration))
         proto = onnx.load(str(int8))
     del proto.metadata_props[:]
     return {**notes, **save_onnx(proto, path, meta)}
@@ -171,12 +160,7 @@ def write_openvino(module, graph: str, path: Path, meta: dict, calibration: np.n
         notes = {"converted_from": write_onnx(module, graph, source, meta)["method"]}
         model = ov.Core().read_model(str(source))
         if calibration is not None and graph != "compare":
-            quiet = logging.getLogger("nncf").level
-            logging.getLogger("nncf").setLevel(logging.ERROR)  # its progress bars and statistics tables
-            try:
-                model, quantized = quantize_openvino(model, calibration_feeds(INPUT_NAMES[graph], calibration))
-            finally:
-                logging.getLogger("nncf").setLevel(quiet)
+            model, quantized = quantize_openvino(model, calibration_feeds(INPUT_NAMES[graph], calibration))
             notes |= quantized
         model.set_rt_info(json.dumps(meta), "siamese_metadata")
         ov.save_model(model, str(path), compress_to_fp16=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.errors import SiameseError
+from siamese.errors import SiameseError, quiet_logger
 
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
 CALIBRATION_BATCH = 16
@@ -69,21 +69,22 @@ def quantize_onnx(
             return feed
 
     reader = Reader()
-    quantize_static(
-        str(fp32_model),
-        str(int8_model),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=QUANTIZED_OPS,
-        per_channel=True,
-        reduce_range=reduce_range,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.Percentile if calibration == "percentile" else CalibrationMethod.MinMax,
-        # the mean of each batch's range, not the extreme of all: one outlier image no longer
-        # coarsens every activation's steps (measured: README, "CPU performance")
-        extra_options={"CalibMovingAverage": calibration == "moving-average"},
-    )
+    with quiet_logger():  # ORT suggests its pre-processing; its optimiser runs at load
+        quantize_static(
+            str(fp32_model),
+            str(int8_model),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile if calibration == "percentile" else CalibrationMethod.MinMax,
+            # the mean of each batch's range, not the extreme of all: one outlier image no longer
+            # coarsens every activation's steps (measured: README, "CPU performance")
+            extra_options={"CalibMovingAverage": calibration == "moving-average"},
+        )
     if not reader.images:
         raise SiameseError(f"{fp32_model.name}: no calibration images for INT8 quantization")
     return {
@@ -111,16 +112,17 @@ def quantize_openvino(model, feeds: Iterator[dict[str, np.ndarray]]):
     if not batches:
         raise SiameseError(f"{model.get_friendly_name()}: no calibration images for INT8 quantization")
     images = sum(len(next(iter(b.values()))) for b in batches)
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(batches),
-        preset=nncf.QuantizationPreset.MIXED,
-        # only the network's own layers: quantizing the input scaling or the pair graph's
-        # distance and head (as NNCF would by default) moved scores by up to 48% (README)
-        ignored_scope=nncf.IgnoredScope(types=list(NOT_QUANTIZED_BY_NNCF), validate=False),
-        subset_size=len(batches),  # items of the data set: batches, not images
-        fast_bias_correction=False,
-    )
+    with quiet_logger("nncf"):  # its progress bars and statistics tables
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(batches),
+            preset=nncf.QuantizationPreset.MIXED,
+            # only the network's own layers: quantizing the input scaling or the pair graph's
+            # distance and head (as NNCF would by default) moved scores by up to 48% (README)
+            ignored_scope=nncf.IgnoredScope(types=list(NOT_QUANTIZED_BY_NNCF), validate=False),
+            subset_size=len(batches),  # items of the data set: batches, not images
+            fast_bias_correction=False,
+        )
     notes = {
         "quantization": f"nncf {nncf.__version__} quantize, preset MIXED (asymmetric activations), "
         "full bias correction, the network's layers only",

@@ -31,16 +31,23 @@ def make_test_checkpoint(path: Path, variant: str, image_size: int = 16, seed: i
     return untrained_checkpoint(path, variant, image_size, seed, data)
 
 
+def writable_formats() -> list[str]:
+    """Every export format this machine can write: `all`, plus the OpenVINO IR that `all`
+    leaves out (a second copy of the weights) wherever openvino is installed."""
+    import importlib.util
+
+    from siamese.export import available_formats
+
+    return available_formats() + (["openvino"] if importlib.util.find_spec("openvino") else [])
+
+
 @pytest.fixture(scope="session")
 def small_export(tmp_path_factory):
     """export_for(variant): an untrained 16x16 network exported once per session in every
     format this machine can write (the OpenVINO IR too, which `all` leaves out)."""
-    import importlib.util
+    from siamese.export import export_checkpoint
 
-    from siamese.export import available_formats, export_checkpoint
-
-    formats = available_formats() + (["openvino"] if importlib.util.find_spec("openvino") else [])
-
+    formats = writable_formats()
     made = {}
 
     def export_for(variant: str):

@@ -1,6 +1,5 @@
 """Export round trips for every format x variant, metadata, manifest, tampering and failures."""
 
-import importlib.util
 import json
 import shutil
 from dataclasses import replace
@@ -10,18 +9,17 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_test_checkpoint
+from conftest import make_test_checkpoint, writable_formats
 
 from siamese import cli
 from siamese.artifacts import FORMATS, GRAPHS, WEIGHTS, ExportFolder, ExportPolicy, artifact_name
 from siamese.checkpoint import load_checkpoint, save_checkpoint
 from siamese.deploy import graphs_from_checkpoint
 from siamese.errors import SiameseError
-from siamese.export import available_formats, export_checkpoint, write_onnx, write_pt2, write_torchscript
+from siamese.export import export_checkpoint, resolve_formats, write_onnx, write_pt2, write_torchscript
 
 SIZE = 16
-# `all` leaves the OpenVINO IR out (a second copy of the weights); tested wherever openvino is
-FORMATS_HERE = available_formats() + (["openvino"] if importlib.util.find_spec("openvino") else [])
+FORMATS_HERE = writable_formats()
 
 
 def loaded(dest, runtime="ort-cpu", graphs=GRAPHS):
@@ -158,7 +156,7 @@ def test_onnx_graphs_share_one_copy_of_the_weights(tmp_path):
 def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified(tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
     fp32, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
-    formats = ["onnx"] + (["openvino"] if importlib.util.find_spec("nncf") else [])
+    formats = resolve_formats(["all"], "int8", log=lambda m: None)  # onnx, and openvino where NNCF is
     int8, checks = export_checkpoint(
         ckpt, tmp_path / "exports", formats=formats, dtype="int8", n_pairs=16, log=lambda m: None
     )
@@ -395,3 +393,18 @@ def test_verify_pairs_in_small_batches_gives_each_pair_its_own_images(contrastiv
     for pair, row in zip(pairs, rows, strict=True):
         alone = verifier.verify_files(image_folder / pair.a, image_folder / pair.b)
         assert row["score"] == pytest.approx(alone["score"], rel=1e-5, abs=1e-6), pair
+
+
+def test_quiet_logger_keeps_only_errors_and_restores_the_level(caplog):
+    import logging
+
+    from siamese.errors import quiet_logger
+
+    logger = logging.getLogger("siamese-test-chatter")
+    logger.setLevel(logging.INFO)
+    with pytest.raises(RuntimeError), quiet_logger("siamese-test-chatter"):
+        logger.info("progress bar")
+        logger.error("real problem")
+        raise RuntimeError("the quantizer failed")
+    assert [r.getMessage() for r in caplog.records] == ["real problem"]
+    assert logger.level == logging.INFO  # restored, even though the block raised
