@@ -65,8 +65,9 @@ export_dir_option = click.option(
 @click.option(
     "--negatives",
     type=click.Choice(NEGATIVES),
-    default=TrainConfig.negatives,
-    help="identity sampling: every different-person pair, or the hardest ones (as many as same pairs)",
+    default=None,
+    help="identity sampling: every different-person pair, or the hardest ones (as many as same pairs); "
+    "default: hard for contrastive, all for bce (chosen on validation)",
 )
 @click.option(
     "--batch-size", type=click.IntRange(min=2), default=TrainConfig.batch_size, help="pairs per step (pair sampling)"

@@ -48,6 +48,7 @@ def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
     assert ckpt.epoch == 2 and ckpt.threshold == summary["threshold"]
     assert ckpt.normalization.mean == (0.5, 0.5, 0.5) and ckpt.variant == variant
     assert ckpt.optimizer and ckpt.rng and ckpt.config["variant"] == variant
+    assert ckpt.config["negatives"] == {"bce": "all", "contrastive": "hard"}[variant]  # each variant's own
     head = "concat" if variant == "bce" else "-"
     assert "SYNTHETIC" in result.output and f"| synthetic | {variant} | {head} | 2 |" in result.output
     assert summary["head"] == "concat" and summary["threshold_on"] == "validation pairs"
@@ -221,6 +222,13 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert learning_rate(cfg, 0.1) == pytest.approx(1e-3) and learning_rate(cfg, 0.55) == pytest.approx(5e-4)
     assert learning_rate(cfg, 1.0) == pytest.approx(0, abs=1e-12)
     assert learning_rate(TrainConfig(lr=1e-3, warmup=0.1, schedule="constant"), 0.9) == 1e-3
+
+
+def test_a_chosen_negatives_mode_holds_for_both_variants_and_the_head_only_for_bce():
+    both = TrainConfig(head="diff-prod", negatives="hard")
+    assert (both.for_variant("bce").negatives, both.for_variant("bce").head) == ("hard", "diff-prod")
+    assert (both.for_variant("contrastive").negatives, both.for_variant("contrastive").head) == ("hard", "concat")
+    assert TrainConfig(variant="bce").negatives_used == "all" and TrainConfig().for_variant("bce").negatives == "all"
 
 
 def test_compile_auto_trains_eagerly_without_a_compiler_and_on_refuses(monkeypatch):
