@@ -27,7 +27,7 @@ from siamese.data import DEFAULT_CACHE, Dataset, IdentityBatch, ImageBank, PairS
 from siamese.distributed import SINGLE_PROCESS, Distributed, from_environment, weights_digest
 from siamese.errors import SiameseError
 from siamese.evaluate import Scored, report
-from siamese.files import append_line, check_writable, write_json
+from siamese.files import append_line, check_writable, write_json, write_text
 from siamese.metrics import best_threshold, verification_metrics
 from siamese.model import ModelConfig, SiameseNet, all_pairs_loss, pair_loss
 from siamese.preprocess import NORMALIZATION, normalize, to_model_input
@@ -372,6 +372,11 @@ def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, t
     )
 
 
+def metrics_line(stats: dict) -> str:
+    """One epoch's line of metrics.jsonl, floats rounded for reading."""
+    return json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()})
+
+
 def run_dir(cfg: TrainConfig, dataset_name: str) -> Path:
     return Path(cfg.out) / dataset_name / ModelConfig(cfg.variant, head=cfg.head).name
 
@@ -416,6 +421,10 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt.epoch}", file=sys.stderr)
 
     metrics_log = out / "metrics.jsonl"
+    if history and world.is_main:
+        # the checkpoint's history is the record: a run killed between saving an epoch and
+        # logging it would otherwise resume with that epoch missing from the log
+        write_text(metrics_log, "".join(metrics_line(h) + "\n" for h in history))
     step_loss = distributed_step(model, cfg, device, world)
     for epoch in range(start_epoch, cfg.epochs + 1):
         stats = {
@@ -431,7 +440,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         history.append(stats)
         save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset.info, history))
         # after the checkpoint: a run killed in between logs no epoch that a resume would train again
-        line = json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()})
+        line = metrics_line(stats)
         print(line, flush=True)
         append_line(metrics_log, line)
 

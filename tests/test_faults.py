@@ -85,6 +85,18 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     assert kept.epoch == 1 and all(torch.equal(kept.model[k], good.model[k]) for k in good.model)
 
 
+def test_a_resume_logs_the_epoch_that_a_kill_saved_but_did_not_log(tmp_path):
+    out = tmp_path / "runs"
+    assert CliRunner().invoke(cli.train, [*TINY, "--epochs", "2", "--out", str(out)]).exit_code == 0
+    metrics = out / "synthetic" / "contrastive" / "metrics.jsonl"
+    logged = metrics.read_text().splitlines()
+    metrics.write_text(logged[0] + "\n")  # killed after epoch 2's checkpoint, before its line
+    result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "3", "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    lines = metrics.read_text().splitlines()
+    assert lines[:2] == logged and [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+
+
 def train_process(out: Path, epochs: int, resume: bool = False) -> subprocess.Popen:
     args = [*TINY, "--pairs-per-epoch", "2048", "--epochs", str(epochs), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the same float sums in every run
@@ -117,13 +129,15 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)  # in epoch 2, or while its checkpoint is being written
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    done_before_kill = metrics.read_text().count("\n")
-    assert 1 <= done_before_kill < 3
+    logged_before_kill = metrics.read_text().count("\n")
+    saved_before_kill = load_checkpoint(metrics.parent / "checkpoint.pt").epoch
+    # equal, or one more where the kill fell between an epoch's checkpoint and its log line
+    assert 1 <= logged_before_kill <= saved_before_kill < 3
 
     resumed = train_process(killed, 3, resume=True)
     output = resumed.communicate(timeout=300)[0].decode()
     assert resumed.returncode == 0, output
-    assert f"after epoch {done_before_kill}" in output
+    assert f"after epoch {saved_before_kill}" in output
 
     a = load_checkpoint(whole / "synthetic" / "contrastive" / "checkpoint.pt")
     b = load_checkpoint(killed / "synthetic" / "contrastive" / "checkpoint.pt")
