@@ -11,7 +11,7 @@ from siamese.errors import SiameseError, user_errors
 from siamese.model import HEADS, NEGATIVES, VARIANTS
 from siamese.options import Device, FiniteFloat, ImageSize, OutputFile, policy_options, sign_key_option
 from siamese.runtimes import RUNTIMES
-from siamese.train import TrainConfig
+from siamese.train import VARIANT_EPOCHS, TrainConfig
 
 # the export a command reads: siamese-verify and siamese-serve
 export_dir_option = click.option(
@@ -47,7 +47,9 @@ export_dir_option = click.option(
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="default: 9 for contrastive, 8 for bce (what fits 2 hours on a 2-core CPU)",
+    help="default: "
+    + ", ".join(f"{n} for {v}" for v, n in VARIANT_EPOCHS.items())
+    + " (what fits 2 hours on a 2-core CPU)",
 )
 @click.option(
     "--sampling",

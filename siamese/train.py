@@ -46,7 +46,7 @@ SYNTHETIC_BANNER = """
 # chosen on validation (README, recipe search): hardest negatives help the contrastive loss
 # and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
 VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
-# the most that fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
+# what fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
 VARIANT_EPOCHS = {"contrastive": 9, "bce": 8}
 
 

@@ -231,8 +231,13 @@ def test_a_chosen_negatives_mode_holds_for_both_variants_and_the_head_only_for_b
     assert TrainConfig(variant="bce").negatives_used == "all" and TrainConfig().for_variant("bce").negatives == "all"
 
 
-def test_each_variant_trains_its_own_epochs_unless_chosen():
-    runs = {v: TrainConfig().for_variant(v) for v in ("contrastive", "bce")}
+def test_each_variant_trains_its_own_epochs_unless_chosen(monkeypatch):
+    import siamese.train
+
+    chosen = []
+    monkeypatch.setattr(siamese.train, "main", lambda cfg, variants: chosen.append(cfg))
+    assert CliRunner().invoke(cli.train, ["--variant", "both"]).exit_code == 0
+    runs = {v: chosen[0].for_variant(v) for v in ("contrastive", "bce")}  # as the CLI's defaults leave it
     assert (runs["contrastive"].epochs, runs["bce"].epochs) == (9, 8)
     assert TrainConfig(epochs=3).for_variant("bce").epochs == 3 and TrainConfig(variant="bce").epochs_used == 8
 
