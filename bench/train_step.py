@@ -7,7 +7,8 @@ step (forward, all-pairs loss, backward, AdamW) of the spec network in each mode
 - bf16: `--amp bf16`, autocast to bfloat16 (fast only where the CPU has AVX-512 bf16 or AMX);
 - channels-last: the network and its input in NHWC memory order;
 - compile: the embedding network compiled as `siamese-train --compile` compiles it
-  (`siamese.train.training_embedding`; compile time reported apart).
+  (`siamese.train.training_embedding`; compile time reported apart);
+- bf16-compile: both, as `siamese-train --amp bf16 --compile on` runs.
 
 Identity batches vary in size (people with fewer than K images), so the timed steps cycle
 through batches of P x K, P x K - 6 and P x K - 12 images: a compiled network must handle
@@ -29,7 +30,7 @@ from siamese.data import IdentityBatch
 from siamese.model import SiameseNet, all_pairs_loss
 from siamese.train import TrainConfig, training_embedding
 
-MODES = ("fp32", "bf16", "channels-last", "compile")
+MODES = ("fp32", "bf16", "channels-last", "compile", "bf16-compile")
 
 
 def make_step(model: SiameseNet, mode: str):
@@ -38,9 +39,9 @@ def make_step(model: SiameseNet, mode: str):
     embed = model.embed
     if mode == "channels-last":
         model.to(memory_format=torch.channels_last)
-    if mode == "compile":
+    if mode in ("compile", "bf16-compile"):
         embed = training_embedding(model, TrainConfig(compile="on"), torch.device("cpu"))
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16")
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode in ("bf16", "bf16-compile"))
 
     def step(images: torch.Tensor, batch: IdentityBatch) -> float:
         if mode == "channels-last":

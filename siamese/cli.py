@@ -113,9 +113,10 @@ export_dir_option = click.option(
 @click.option("--device", type=Device(), default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
 @click.option(
     "--amp",
-    type=click.Choice(["none", "bf16"]),
-    default="none",
-    help="bf16 autocast for training steps (evaluation stays fp32)",
+    type=click.Choice(["auto", "none", "bf16"]),
+    default=TrainConfig.amp,
+    help="bf16 autocast for training steps (evaluation stays fp32); auto: bf16 where the device computes "
+    "it natively (GPUs, AVX-512 bf16 or AMX CPUs), else fp32",
 )
 @click.option(
     "--compile",

@@ -10,11 +10,12 @@ from siamese import cli
 from siamese.checkpoint import load_checkpoint, save_checkpoint
 from siamese.errors import SiameseError
 from siamese.model import SiameseNet
-from siamese.provenance import cxx_compiler
-from siamese.train import TrainConfig, learning_rate, training_embedding
+from siamese.provenance import cxx_compiler, native_bf16
+from siamese.train import StepLoss, TrainConfig, learning_rate, resolve_amp, training_embedding
 
-# eager: one test below covers the compiled default; compiling every run would slow CI by minutes
-FAST = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32", "--compile", "off"]
+# eager fp32: tests below cover the compiled and bf16 defaults; compiling every run would slow CI by minutes
+FAST = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32", "--amp", "none"]
+FAST += ["--compile", "off"]
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +278,38 @@ def test_compiled_training_matches_eager_and_keeps_plain_checkpoint_keys(tmp_pat
 
     # measured 0.08: float rounding differs between Inductor and eager kernels, and training amplifies it
     assert (update(compiled) - update(eager)).norm() < 0.25 * update(eager).norm()
+
+
+def test_amp_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):
+    import siamese.train
+
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "none")):
+        monkeypatch.setattr(siamese.train, "native_bf16", lambda device, native=native: native)
+        assert resolve_amp("auto", cpu) == expected
+        assert (resolve_amp("none", cpu), resolve_amp("bf16", cpu)) == ("none", "bf16")  # a choice is kept
+    with pytest.raises(ValueError, match="resolve it"):
+        StepLoss(SiameseNet("contrastive", 16), None, "hard", "auto")
+
+
+@pytest.mark.parametrize("amp", ["bf16", "none"])
+def test_a_training_step_autocasts_exactly_when_its_precision_is_bf16(amp):
+    model = SiameseNet("contrastive", 16)
+    seen = []
+
+    def embed(images):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return model.embed(images)
+
+    StepLoss(model, embed, "hard", amp)(torch.randn(8, 3, 16, 16), torch.arange(4).repeat_interleave(2), True)
+    assert seen == [amp == "bf16"]
+
+
+def test_the_default_run_records_the_precision_this_machine_trained_in(tmp_path):
+    args = [*FAST[:-4], "--compile", "off", "--variant", "contrastive", "--epochs", "1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli.train, args)  # --amp left at its default, auto
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "synthetic" / "contrastive"
+    expected = "bf16" if native_bf16(torch.device("cpu")) else "none"
+    assert load_checkpoint(run / "checkpoint.pt").config["amp"] == expected
+    assert json.loads((run / "summary.json").read_text())["config"]["amp"] == expected

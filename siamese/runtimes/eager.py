@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from siamese.deploy import graphs_from_weights
+from siamese.provenance import native_bf16
 from siamese.runtimes.torch_runner import TorchRunner
 
 
@@ -21,8 +22,7 @@ class Eager(TorchRunner):
     def missing(self):
         if self.precision == "fp16" and not self.on_cuda:
             return "fp16 autocast is for CUDA"
-        if self.precision == "bf16" and not self.on_cuda and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            # without AVX-512 (or AMX) oneDNN has no bf16 kernels: torch's bf16 GEMM ran at 0.84 GFLOP/s on AVX2
+        if self.precision == "bf16" and not self.on_cuda and not native_bf16(torch.device("cpu")):
             return f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 kernels"
         return super().missing()
 
