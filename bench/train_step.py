@@ -3,8 +3,9 @@
 `python -m bench.train_step --image-size 128` times one identity-batched contrastive training
 step (forward, all-pairs loss, backward, AdamW) of the spec network in each mode:
 
-- fp32: eager, as `siamese-train` runs by default;
-- bf16: `--amp bf16`, autocast to bfloat16 (fast only where the CPU has AVX-512 bf16 or AMX);
+- fp32: eager, as `siamese-train --amp none --compile off` runs;
+- bf16: `--amp bf16`, autocast to bfloat16 (fast only where the CPU has AVX-512 bf16 or AMX,
+  which is where `--amp auto`, the default, picks it);
 - channels-last: the network and its input in NHWC memory order;
 - compile: the embedding network compiled as `siamese-train --compile` compiles it
   (`siamese.train.training_embedding`; compile time reported apart);
