@@ -233,8 +233,7 @@ def distributed_step(model: SiameseNet, cfg: TrainConfig, device: torch.device, 
         if device.type != "cuda":
             raise SiameseError("--sync-bn needs CUDA (NCCL): PyTorch's SyncBatchNorm has no CPU implementation")
         model.embedding = nn.SyncBatchNorm.convert_sync_batchnorm(model.embedding)
-    amp = resolve_amp(cfg.amp, device)
-    step = StepLoss(model, training_embedding(model, cfg, device), cfg.negatives_used, amp)
+    step = StepLoss(model, training_embedding(model, cfg, device), cfg.negatives_used, cfg.amp)
     if not world.enabled:
         return step
     # broadcast_buffers (the default) hands rank 0's BatchNorm running statistics to every rank

@@ -13,9 +13,9 @@ from siamese.model import SiameseNet
 from siamese.provenance import cxx_compiler, native_bf16
 from siamese.train import StepLoss, TrainConfig, learning_rate, resolve_amp, training_embedding
 
+SMALL = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32"]
 # eager fp32: tests below cover the compiled and bf16 defaults; compiling every run would slow CI by minutes
-FAST = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32", "--amp", "none"]
-FAST += ["--compile", "off"]
+FAST = [*SMALL, "--amp", "none", "--compile", "off"]
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +260,7 @@ def test_compiled_training_matches_eager_and_keeps_plain_checkpoint_keys(tmp_pat
     """The default (compile auto) run: the same losses as eager, and a checkpoint eager code loads."""
     runs = {}
     for mode in ("on", "off"):
-        args = [*FAST[:-2], "--compile", mode, "--variant", "contrastive", "--epochs", "1"]
+        args = [*SMALL, "--amp", "none", "--compile", mode, "--variant", "contrastive", "--epochs", "1"]
         result = CliRunner().invoke(cli.train, [*args, "--val-identities", "0", "--out", str(tmp_path / mode)])
         assert result.exit_code == 0, result.output
         runs[mode] = tmp_path / mode / "synthetic" / "contrastive"
@@ -306,7 +306,7 @@ def test_a_training_step_autocasts_exactly_when_its_precision_is_bf16(amp):
 
 
 def test_the_default_run_records_the_precision_this_machine_trained_in(tmp_path):
-    args = [*FAST[:-4], "--compile", "off", "--variant", "contrastive", "--epochs", "1", "--out", str(tmp_path)]
+    args = [*SMALL, "--compile", "off", "--variant", "contrastive", "--epochs", "1", "--out", str(tmp_path)]
     result = CliRunner().invoke(cli.train, args)  # --amp left at its default, auto
     assert result.exit_code == 0, result.output
     run = tmp_path / "synthetic" / "contrastive"
