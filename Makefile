@@ -6,9 +6,11 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 ORT ?= cpu
 ARGS ?=
+# LFW for the tools: yours in $$SIAMESE_LFW, else the project's shared copy beside the checkout
+export SIAMESE_LFW ?= $(abspath $(wildcard ../shared/data/lfw))
 NPROC ?= 1
 # NPROC > 1: one process per GPU (NCCL) or per share of the CPU cores (gloo), under torchrun
-TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/siamese-train,$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m siamese.train)
+TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/siamese-train,$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m siamese.training.loop)
 
 .PHONY: install train export bench test lint clean
 

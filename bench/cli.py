@@ -9,10 +9,10 @@ import click
 from bench.harness import BenchConfig
 from bench.harness import main as bench_main
 from bench.timing import TimingConfig
-from siamese.artifacts import ExportPolicy
-from siamese.errors import user_errors
-from siamese.options import FiniteFloat, IntList, OutputFile, policy_options
-from siamese.runtimes import RUNTIMES
+from siamese.artifacts.folder import ExportPolicy
+from siamese.backends import RUNTIMES
+from siamese.cli.options import FiniteFloat, IntList, OutputFile, policy_options
+from siamese.core.errors import user_errors
 
 TOLERANCE_KEYS = ("atol", "rtol", "accuracy_delta")
 

@@ -26,14 +26,23 @@ from bench.machine import machine_info
 from bench.report import header, regressions, table, write_report
 from bench.result import BenchResult, Peak, RuntimeResult
 from bench.timing import TimingConfig, measure, peak_gflops, summarize
-from siamese.artifacts import ExportFolder, ExportPolicy, newest_export
-from siamese.checkpoint import newest_checkpoints, untrained_checkpoint
-from siamese.errors import SiameseError
-from siamese.files import write_json
-from siamese.model import flops_per_image
-from siamese.parity import BATCH, ParityInputs, check_runner, load_reference, parity_inputs, run_outputs, save_reference
-from siamese.runtimes import REFERENCE, RUNTIMES, RunnerSpec
-from siamese.runtimes.triton_client import TritonClient
+from siamese.artifacts.checkpoint import newest_checkpoints, untrained_checkpoint
+from siamese.artifacts.folder import ExportFolder, ExportPolicy, newest_export
+from siamese.backends import REFERENCE, RUNTIMES, RunnerSpec
+from siamese.backends.triton.client import TritonClient
+from siamese.core.errors import SiameseError
+from siamese.core.files import write_json
+from siamese.core.model import flops_per_image
+from siamese.data.lfw import default_pairs
+from siamese.parity.inputs import (
+    BATCH,
+    ParityInputs,
+    check_runner,
+    load_reference,
+    parity_inputs,
+    run_outputs,
+    save_reference,
+)
 
 # the reference, in order of preference: the spec network from tensor-only weights, else ONNX Runtime fp32
 REFERENCES = (REFERENCE, "ort-cpu")
@@ -72,7 +81,7 @@ def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
     Given, or the newest under exports/, or the newest checkpoint exported now, or (clearly
     labelled) an untrained network exported now.
     """
-    from siamese.export import export_checkpoint
+    from siamese.tasks.export import export_checkpoint
 
     own = ExportPolicy(trust_code=True, key=cfg.policy.key)  # what this process exports from a weights-only checkpoint
     if cfg.export:
@@ -233,7 +242,9 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
         inputs, reference = load_reference(cfg.load_reference)
         reference_from = f"loaded from {cfg.load_reference}"
     else:
-        inputs = parity_inputs(export.image_size, cfg.pairs, cfg.parity_pairs, cfg.random_pairs)
+        inputs = parity_inputs(
+            export.image_size, cfg.pairs or default_pairs("test"), cfg.parity_pairs, cfg.random_pairs
+        )
         reference, reference_from = make_reference(export, inputs, cfg.threads)
     if cfg.save_inputs:
         written = save_reference(cfg.save_inputs, inputs, reference)

@@ -26,14 +26,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from siamese.artifacts import ExportFolder
-from siamese.checkpoint import load_checkpoint
-from siamese.errors import quiet_logger, user_errors
-from siamese.export import calibration_images
-from siamese.parity import BATCH, parity_inputs
-from siamese.quantize import calibration_feeds, quantize_onnx
-from siamese.runtimes import create
-from siamese.runtimes.ort import make_session
+from siamese.artifacts.checkpoint import load_checkpoint
+from siamese.artifacts.folder import ExportFolder
+from siamese.backends import create
+from siamese.backends.onnx.quantize import calibration_feeds, quantize_onnx
+from siamese.backends.onnx.runtime import make_session
+from siamese.core.errors import quiet_logger, user_errors
+from siamese.parity.inputs import BATCH, parity_inputs
+from siamese.tasks.export import calibration_images
 
 
 def embed_all(embed, images: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 
-from siamese.provenance import git_commit, library_versions
+from siamese.core.provenance import git_commit, library_versions
 
 
 def _cpu_model() -> str:

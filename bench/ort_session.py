@@ -18,8 +18,8 @@ import click
 import numpy as np
 
 from bench.timing import TimingConfig, measure, summarize
-from siamese.artifacts import ExportFolder, ExportPolicy
-from siamese.runtimes.ort import GRAPH_LEVELS, SessionTuning, make_session
+from siamese.artifacts.folder import ExportFolder, ExportPolicy
+from siamese.backends.onnx.runtime import GRAPH_LEVELS, SessionTuning, make_session
 
 
 def settings(threads: int, cache: Path) -> dict[str, tuple[SessionTuning, int | None]]:

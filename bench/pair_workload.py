@@ -19,11 +19,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from siamese.artifacts import ExportPolicy
-from siamese.errors import user_errors
-from siamese.pairs import read_pairs
-from siamese.preprocess import check_pair_images, image_file
-from siamese.verify import Verifier, image_root_for
+from siamese.artifacts.folder import ExportPolicy
+from siamese.core.errors import user_errors
+from siamese.core.pairs import read_pairs
+from siamese.core.preprocess import check_pair_images, image_file
+from siamese.tasks.verify import Verifier, image_root_for
 
 
 def naive(verifier: Verifier, pairs, root: Path, batch: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.result import BenchResult, RuntimeResult
-from siamese.files import write_json, write_png, write_text
+from siamese.core.files import write_json, write_png, write_text
 
 ABOVE_PEAK = (
     "* above the GEMM reference: this runtime's kernels outrun torch's matrix product on this machine, "

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from siamese.compare import ParityResult
-from siamese.errors import SiameseError
+from siamese.core.errors import SiameseError
+from siamese.parity.compare import ParityResult
 
 SCHEMA = "siamese-bench/2"
 STATUSES = ("ok", "failed", "unavailable")

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from siamese.artifacts import ExportFolder, ExportPolicy
-from siamese.runtimes.ort import make_session
+from siamese.artifacts.folder import ExportFolder, ExportPolicy
+from siamese.backends.onnx.runtime import make_session
 
 
 def median_seconds(path: Path, feed: dict, repeats: int) -> float:

@@ -99,7 +99,7 @@ def peak_gflops(device: str = "cpu", precision: str = "fp32", seconds: float = 1
     same dtype and CUDA math mode (TF32 or not) as the runtimes it is compared with."""
     import torch
 
-    from siamese.runtimes.torch_runner import cuda_math
+    from siamese.backends.torch.runner import cuda_math
 
     dtype = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     cuda = device.startswith("cuda")

@@ -5,7 +5,7 @@ weights) on real LFW test pairs in fp32, bf16 autocast, fp16 autocast and emulat
 (the inputs of every convolution and matrix product rounded to TF32's 10-bit mantissa, fp32
 accumulation, as tensor cores do), and prints each output's largest error relative to its
 scale (`max|a - r| / max|r|`) and the worst per-element error relative to the element. The
-tolerances of `siamese.compare.TOLERANCES` are set about 3x above these figures.
+tolerances of `siamese.parity.compare.TOLERANCES` are set about 3x above these figures.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import click
 import numpy as np
 import torch
 
-from siamese.artifacts import ExportFolder
-from siamese.deploy import graphs_from_weights
-from siamese.errors import user_errors
-from siamese.parity import parity_inputs
+from siamese.artifacts.folder import ExportFolder
+from siamese.artifacts.graphs import graphs_from_weights
+from siamese.core.errors import user_errors
+from siamese.parity.inputs import parity_inputs
 
 
 def round_to_tf32(x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ step (forward, all-pairs loss, backward, AdamW) of the spec network in each mode
   which is where `--amp auto`, the default, picks it);
 - channels-last: the network and its input in NHWC memory order;
 - compile: the embedding network compiled as `siamese-train --compile` compiles it
-  (`siamese.train.training_embedding`; compile time reported apart);
+  (`siamese.training.loop.training_embedding`; compile time reported apart);
 - bf16-compile: both, as `siamese-train --amp bf16 --compile on` runs.
 
 Identity batches vary in size (people with fewer than K images), so the timed steps cycle
@@ -27,9 +27,9 @@ import time
 import click
 import torch
 
-from siamese.data import IdentityBatch
-from siamese.model import SiameseNet, all_pairs_loss
-from siamese.train import TrainConfig, training_embedding
+from siamese.core.model import SiameseNet, all_pairs_loss
+from siamese.data.lfw import IdentityBatch
+from siamese.training.loop import TrainConfig, training_embedding
 
 MODES = ("fp32", "bf16", "channels-last", "compile", "bf16-compile")
 

@@ -3,10 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from siamese.data import SHARED_LFW
-
-LFW = Path(os.environ.get("SIAMESE_LFW", SHARED_LFW))
-PROJECT_CACHE = Path(__file__).resolve().parents[1] / "cache"
+ROOT = Path(__file__).resolve().parents[1]
+# the project's shared copy beside the checkout: the suite's own default, which the library never
+# assumes; exported so that the tools the tests start find it as a user's $SIAMESE_LFW
+LFW = Path(os.environ.get("SIAMESE_LFW") or ROOT.parent / "shared" / "data" / "lfw")
+if (LFW / "pairsDevTrain.txt").is_file():
+    os.environ["SIAMESE_LFW"] = str(LFW)
+PROJECT_CACHE = ROOT / "cache"
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +28,7 @@ def cache_dir() -> Path:
 
 def make_test_checkpoint(path: Path, variant: str, image_size: int = 16, seed: int = 0) -> Path:
     """An untrained checkpoint whose verification inputs are the real LFW test pairs."""
-    from siamese.checkpoint import untrained_checkpoint
+    from siamese.artifacts.checkpoint import untrained_checkpoint
 
     data = {"data_set": "lfw", "test_pairs": str(LFW / "pairsDevTest.txt")}
     return untrained_checkpoint(path, variant, image_size, seed, data)
@@ -36,7 +39,7 @@ def writable_formats() -> list[str]:
     leaves out (a second copy of the weights) wherever openvino is installed."""
     import importlib.util
 
-    from siamese.export import available_formats
+    from siamese.tasks.export import available_formats
 
     return available_formats() + (["openvino"] if importlib.util.find_spec("openvino") else [])
 
@@ -45,7 +48,7 @@ def writable_formats() -> list[str]:
 def small_export(tmp_path_factory):
     """export_for(variant): an untrained 16x16 network exported once per session in every
     format this machine can write (the OpenVINO IR too, which `all` leaves out)."""
-    from siamese.export import export_checkpoint
+    from siamese.tasks.export import export_checkpoint
 
     formats = writable_formats()
     made = {}

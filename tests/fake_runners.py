@@ -4,7 +4,7 @@ import os
 import signal
 from dataclasses import replace
 
-from siamese.runtimes.eager import Eager
+from siamese.backends.torch.eager import Eager
 
 
 class Segfaulting(Eager):

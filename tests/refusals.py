@@ -12,8 +12,8 @@ import numpy as np
 from click.testing import CliRunner
 from PIL import Image
 
-from siamese.artifacts import METADATA
-from siamese.export import write_manifest
+from siamese.artifacts.folder import METADATA
+from siamese.tasks.export import write_manifest
 
 USAGE = 2  # click: a bad option value or a bad combination of options
 ERROR = 1  # siamese: a SiameseError, shown as one line

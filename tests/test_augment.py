@@ -1,6 +1,6 @@
 import torch
 
-from siamese.augment import AugmentConfig, augment, random_affine
+from siamese.data.augment import AugmentConfig, augment, random_affine
 
 
 def images(n=8, size=32):

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from refusals import ERROR, USAGE, assert_refused
 
 from siamese import cli
-from siamese.checkpoint import load_checkpoint
+from siamese.artifacts.checkpoint import load_checkpoint
 
 TINY = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "64", "--variant", "contrastive"]
 

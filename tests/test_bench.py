@@ -15,12 +15,12 @@ from bench.harness import BenchConfig, bench_runtime, run_benchmark
 from bench.report import regressions
 from bench.result import SCHEMA, BenchResult
 from bench.timing import TimingConfig
-from siamese.artifacts import ExportFolder, ExportPolicy
-from siamese.errors import SiameseError
-from siamese.model import flops_per_image
-from siamese.parity import check_runner, parity_inputs, run_outputs
-from siamese.runtimes import REFERENCE, RUNTIMES, RunnerSpec, create
-from siamese.runtimes.openvino import OpenVino
+from siamese.artifacts.folder import ExportFolder, ExportPolicy
+from siamese.backends import REFERENCE, RUNTIMES, RunnerSpec, create
+from siamese.backends.openvino.runtime import OpenVino
+from siamese.core.errors import SiameseError
+from siamese.core.model import flops_per_image
+from siamese.parity.inputs import check_runner, parity_inputs, run_outputs
 
 FAST_TIMING = TimingConfig(warmup=1, warmup_seconds=0.0, iterations=2, repeats=2)
 
@@ -53,7 +53,7 @@ def expected_unavailable(runner, export) -> bool:
     elif abilities.artifact == "onnx":
         import onnxruntime
 
-        from siamese.runtimes.ort import PROVIDERS
+        from siamese.backends.onnx.runtime import PROVIDERS
 
         return PROVIDERS[runner.provider] not in onnxruntime.get_available_providers()
     if abilities.device == "cuda":
@@ -269,11 +269,11 @@ def test_the_design_card_sequence_works_on_an_onnx_only_export(tmp_path):
 
 def test_cli_exits_non_zero_when_a_runtime_fails_and_still_writes_the_json(setup, tmp_path, monkeypatch):
     import bench.harness
-    import siamese.runtimes
+    import siamese.backends
 
     export, _, _ = setup
     specs = {**RUNTIMES, "scaled-cpu": fake("Scaled", factor=1.05, claim="fp32")}
-    monkeypatch.setattr(siamese.runtimes, "RUNTIMES", specs)
+    monkeypatch.setattr(siamese.backends, "RUNTIMES", specs)
     monkeypatch.setattr(bench.harness, "RUNTIMES", specs)
     monkeypatch.setattr(bench.cli, "RUNTIMES", specs)
     args = ["--export", str(export.path), "--runtimes", "ort-cpu,scaled-cpu", "--no-timing"]
@@ -321,7 +321,7 @@ def test_full_size_network_parity_on_real_pairs(tmp_path, lfw_dir):
     """The 128x128 spec network: ONNX Runtime and TorchScript against eager on real LFW pairs."""
     from conftest import make_test_checkpoint
 
-    from siamese.export import export_checkpoint
+    from siamese.tasks.export import export_checkpoint
 
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", 128)
     dest, _ = export_checkpoint(

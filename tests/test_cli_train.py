@@ -7,11 +7,11 @@ from click.testing import CliRunner
 
 from bench.cli import main as bench_main
 from siamese import cli
-from siamese.checkpoint import load_checkpoint, save_checkpoint
-from siamese.errors import SiameseError
-from siamese.model import SiameseNet
-from siamese.provenance import cxx_compiler, native_bf16
-from siamese.train import StepLoss, TrainConfig, learning_rate, resolve_amp, training_embedding
+from siamese.artifacts.checkpoint import load_checkpoint, save_checkpoint
+from siamese.core.errors import SiameseError
+from siamese.core.model import SiameseNet
+from siamese.core.provenance import cxx_compiler, native_bf16
+from siamese.training.loop import StepLoss, TrainConfig, learning_rate, resolve_amp, training_embedding
 
 SMALL = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32"]
 # eager fp32: tests below cover the compiled and bf16 defaults; compiling every run would slow CI by minutes
@@ -91,15 +91,15 @@ def test_malicious_pickle_checkpoint_is_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "siamese-checkpoint", "payload": Evil()}, path)
-    from siamese.errors import SiameseError
+    from siamese.core.errors import SiameseError
 
     with pytest.raises(SiameseError, match="refused to load"):
         load_checkpoint(path)
 
 
 def test_atomic_checkpoint_write_keeps_the_old_file_on_failure(tmp_path):
-    from siamese.checkpoint import Checkpoint
-    from siamese.model import ModelConfig
+    from siamese.artifacts.checkpoint import Checkpoint
+    from siamese.core.model import ModelConfig
 
     path = tmp_path / "c.pt"
     save_checkpoint(path, Checkpoint(model={"x": torch.ones(2)}, model_config=ModelConfig("contrastive", 16)))
@@ -125,9 +125,9 @@ def test_atomic_checkpoint_write_keeps_the_old_file_on_failure(tmp_path):
     ],
 )
 def test_edited_checkpoints_are_refused_with_the_key_named(tmp_path, edit, match):
-    from siamese.checkpoint import Checkpoint
-    from siamese.errors import SiameseError
-    from siamese.model import ModelConfig
+    from siamese.artifacts.checkpoint import Checkpoint
+    from siamese.core.errors import SiameseError
+    from siamese.core.model import ModelConfig
 
     raw = Checkpoint(model={"x": torch.ones(2)}, model_config=ModelConfig("contrastive", 16)).to_dict()
     edit(raw)
@@ -160,8 +160,8 @@ def test_every_console_script_answers_help(command):
 def test_fetch_checks_sha256_and_keeps_nothing_bad(tmp_path):
     import hashlib
 
-    from siamese.errors import SiameseError
-    from siamese.fetch import RemoteFile, fetch_lfw
+    from siamese.core.errors import SiameseError
+    from siamese.data.fetch import RemoteFile, fetch_lfw
 
     src = tmp_path / "pairs.txt"
     src.write_text("1\nA\t1\t2\nA\t1\tB\t1\n")
@@ -175,17 +175,17 @@ def test_fetch_checks_sha256_and_keeps_nothing_bad(tmp_path):
 
 
 def test_without_lfw_training_falls_back_to_synthetic_loudly(monkeypatch, capsys):
-    import siamese.train
+    import siamese.training.loop
 
-    monkeypatch.setattr(siamese.train, "find_lfw", lambda cache: None)
-    dataset = siamese.train.load_dataset(siamese.train.TrainConfig(image_size=16))
+    monkeypatch.setattr(siamese.training.loop, "find_lfw", lambda cache: None)
+    dataset = siamese.training.loop.load_dataset(siamese.training.loop.TrainConfig(image_size=16))
     assert dataset.name == "synthetic" and dataset.bank.images.shape[1:] == (16, 16, 3)
     assert "NO LFW FOUND" in capsys.readouterr().err
 
 
 def test_the_diff_prod_head_is_trained_exported_and_named_everywhere(tmp_path):
-    from siamese.artifacts import ExportFolder
-    from siamese.export import export_checkpoint
+    from siamese.artifacts.folder import ExportFolder
+    from siamese.tasks.export import export_checkpoint
 
     out = tmp_path / "runs"
     args = [*FAST, "--variant", "bce", "--head", "diff-prod", "--epochs", "1", "--out", str(out)]
@@ -233,10 +233,10 @@ def test_a_chosen_negatives_mode_holds_for_both_variants_and_the_head_only_for_b
 
 
 def test_each_variant_trains_its_own_epochs_unless_chosen(monkeypatch):
-    import siamese.train
+    import siamese.training.loop
 
     chosen = []
-    monkeypatch.setattr(siamese.train, "main", lambda cfg, variants: chosen.append(cfg))
+    monkeypatch.setattr(siamese.training.loop, "main", lambda cfg, variants: chosen.append(cfg))
     assert CliRunner().invoke(cli.train, ["--variant", "both"]).exit_code == 0
     runs = {v: chosen[0].for_variant(v) for v in ("contrastive", "bce")}  # as the CLI's defaults leave it
     assert (runs["contrastive"].epochs, runs["bce"].epochs) == (9, 8)
@@ -244,12 +244,12 @@ def test_each_variant_trains_its_own_epochs_unless_chosen(monkeypatch):
 
 
 def test_compile_auto_trains_eagerly_without_a_compiler_and_on_refuses(monkeypatch):
-    import siamese.train
+    import siamese.training.loop
 
     model = SiameseNet("contrastive", 16)
     cpu = torch.device("cpu")
     assert training_embedding(model, TrainConfig(compile="off"), cpu) == model.embed
-    monkeypatch.setattr(siamese.train, "cxx_compiler", lambda: None)
+    monkeypatch.setattr(siamese.training.loop, "cxx_compiler", lambda: None)
     assert training_embedding(model, TrainConfig(compile="auto"), cpu) == model.embed
     with pytest.raises(SiameseError, match="C\\+\\+ compiler"):
         training_embedding(model, TrainConfig(compile="on"), cpu)
@@ -281,11 +281,11 @@ def test_compiled_training_matches_eager_and_keeps_plain_checkpoint_keys(tmp_pat
 
 
 def test_amp_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):
-    import siamese.train
+    import siamese.training.loop
 
     cpu = torch.device("cpu")
     for native, expected in ((True, "bf16"), (False, "none")):
-        monkeypatch.setattr(siamese.train, "native_bf16", lambda device, native=native: native)
+        monkeypatch.setattr(siamese.training.loop, "native_bf16", lambda device, native=native: native)
         assert resolve_amp("auto", cpu) == expected
         assert (resolve_amp("none", cpu), resolve_amp("bf16", cpu)) == ("none", "bf16")  # a choice is kept
     with pytest.raises(ValueError, match="resolve it"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from siamese.compare import TOLERANCES, coarser, compare_decisions, compare_output, compare_runs, tolerance_for
+from siamese.parity.compare import TOLERANCES, coarser, compare_decisions, compare_output, compare_runs, tolerance_for
 
 RNG = np.random.default_rng(0)
 

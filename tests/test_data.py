@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from siamese.data import ImageBank, draw_pairs, extract_archive, identity_batches, load_lfw, locate_lfw
-from siamese.errors import SiameseError
-from siamese.synthetic import make_synthetic
+from siamese.core.errors import SiameseError
+from siamese.data.lfw import ImageBank, draw_pairs, extract_archive, identity_batches, load_lfw, locate_lfw
+from siamese.data.synthetic import make_synthetic
 
 
 def jpeg_bytes(colour) -> bytes:

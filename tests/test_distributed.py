@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from siamese import cli
-from siamese.checkpoint import load_checkpoint
-from siamese.distributed import Distributed, weights_digest
-from siamese.model import SiameseNet
+from siamese.artifacts.checkpoint import load_checkpoint
+from siamese.core.model import SiameseNet
+from siamese.training.distributed import Distributed, weights_digest
 
 TINY = ["--synthetic", "--image-size", "16", "--compile", "off", "--variant", "bce"]
 
@@ -27,7 +27,7 @@ def test_shards_are_disjoint_equal_and_cover_all_that_divides_evenly():
 def torchrun_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += ["-m", "siamese.train", *TINY, "--epochs", "2", "--out", str(out)]
+    command += ["-m", "siamese.training.loop", *TINY, "--epochs", "2", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return out / "synthetic" / "bce", done

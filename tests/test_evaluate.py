@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from siamese import cli
-from siamese.evaluate import Scored, fold_accuracies, metrics, tar_at_far
+from siamese.tasks.evaluate import Scored, fold_accuracies, metrics, tar_at_far
 
 
 def test_tar_at_far_takes_the_best_rate_within_the_false_accept_budget():
@@ -41,7 +41,7 @@ def view2_file(tmp_path_factory, lfw_dir):
 def test_eval_of_a_checkpoint_and_its_export_agree_and_write_json_and_plots(small_export, view2_file, tmp_path):
     from conftest import LFW
 
-    from siamese.data import locate_lfw
+    from siamese.data.lfw import locate_lfw
 
     ckpt, dest, _ = small_export("contrastive")
     images = locate_lfw(LFW).image_root

@@ -12,18 +12,18 @@ from click.testing import CliRunner
 from conftest import make_test_checkpoint, writable_formats
 
 from siamese import cli
-from siamese.artifacts import FORMATS, GRAPHS, WEIGHTS, ExportFolder, ExportPolicy, artifact_name
-from siamese.checkpoint import load_checkpoint, save_checkpoint
-from siamese.deploy import graphs_from_checkpoint
-from siamese.errors import SiameseError
-from siamese.export import export_checkpoint, resolve_formats, write_onnx, write_pt2, write_torchscript
+from siamese.artifacts.checkpoint import load_checkpoint, save_checkpoint
+from siamese.artifacts.folder import FORMATS, GRAPHS, WEIGHTS, ExportFolder, ExportPolicy, artifact_name
+from siamese.artifacts.graphs import graphs_from_checkpoint
+from siamese.core.errors import SiameseError
+from siamese.tasks.export import export_checkpoint, resolve_formats, write_onnx, write_pt2, write_torchscript
 
 SIZE = 16
 FORMATS_HERE = writable_formats()
 
 
 def loaded(dest, runtime="ort-cpu", graphs=GRAPHS):
-    from siamese.runtimes import create
+    from siamese.backends import create
 
     runner = create(runtime)
     runner.load(ExportFolder.open(dest, ExportPolicy(trust_code=True)), graphs)  # the test's own export
@@ -54,7 +54,7 @@ def test_round_trip_matches_eager(exported, fmt):
     with torch.inference_mode():
         ref_score, ref_same = graphs["pair"](torch.from_numpy(a), torch.from_numpy(b))
         ref_features = graphs["embedding"](torch.from_numpy(a))
-    from siamese.runtimes import FORMAT_RUNNERS
+    from siamese.backends import FORMAT_RUNNERS
 
     runner = loaded(folder.path, FORMAT_RUNNERS[fmt])
     out = runner.pair(a, b)
@@ -184,7 +184,7 @@ def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified
 def test_onnx_quantization_settings_reach_the_quantizer(tmp_path):
     from onnx import numpy_helper
 
-    from siamese.quantize import calibration_feeds, quantize_onnx
+    from siamese.backends.onnx.quantize import calibration_feeds, quantize_onnx
 
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
     fp32, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
@@ -290,7 +290,7 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
     )
     assert again.exit_code == 1 and "--force" in again.output
 
-    from siamese.data import locate_lfw
+    from siamese.data.lfw import locate_lfw
 
     root = locate_lfw(lfw_dir).image_root
     a, b = (
@@ -331,7 +331,7 @@ def test_full_size_network_exports_at_full_size_with_parity(tmp_path, fmt):
     with torch.inference_mode():
         ref = graph(torch.from_numpy(images)).numpy()
     if fmt == "onnx":
-        from siamese.runtimes.ort import make_session
+        from siamese.backends.onnx.runtime import make_session
 
         out = make_session(path, ["CPUExecutionProvider"]).run(None, {"images": images})[0]
     else:
@@ -354,7 +354,7 @@ def test_force_replaces_an_export_whole(tmp_path):
 def test_weights_file_holds_tensors_only_and_rebuilds_the_checkpoint_model(exported):
     from safetensors import safe_open
 
-    from siamese.deploy import graphs_from_weights
+    from siamese.artifacts.graphs import graphs_from_weights
 
     ckpt, dest, _ = exported
     with safe_open(str(dest / WEIGHTS), "pt") as f:
@@ -370,7 +370,7 @@ def test_weights_file_holds_tensors_only_and_rebuilds_the_checkpoint_model(expor
 
 
 def test_modified_weights_file_is_refused(exported, tmp_path):
-    from siamese.deploy import graphs_from_weights
+    from siamese.artifacts.graphs import graphs_from_weights
 
     _, dest, _ = exported
     copy = shutil.copytree(dest, tmp_path / "copy")
@@ -383,8 +383,8 @@ def test_modified_weights_file_is_refused(exported, tmp_path):
 
 def test_verify_pairs_in_small_batches_gives_each_pair_its_own_images(contrastive_export, image_folder):
     """Decoding ahead of the runtime must not shift any image onto another pair's features."""
-    from siamese.pairs import Pair
-    from siamese.verify import Verifier
+    from siamese.core.pairs import Pair
+    from siamese.tasks.verify import Verifier
 
     verifier = Verifier(contrastive_export, "ort-cpu", policy=ExportPolicy())
     keys = ["A/1.png", "A/2.png", "B/1.png", "B/2.png"]
@@ -398,7 +398,7 @@ def test_verify_pairs_in_small_batches_gives_each_pair_its_own_images(contrastiv
 def test_quiet_logger_keeps_only_errors_and_restores_the_level(caplog):
     import logging
 
-    from siamese.errors import quiet_logger
+    from siamese.core.errors import quiet_logger
 
     logger = logging.getLogger("siamese-test-chatter")
     logger.setLevel(logging.INFO)

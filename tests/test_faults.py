@@ -15,9 +15,9 @@ import torch
 from click.testing import CliRunner
 
 from siamese import cli
-from siamese.checkpoint import load_checkpoint
-from siamese.errors import SiameseError
-from siamese.files import atomic_write, write_json
+from siamese.artifacts.checkpoint import load_checkpoint
+from siamese.core.errors import SiameseError
+from siamese.core.files import atomic_write, write_json
 
 TINY = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--variant", "contrastive"]
 
@@ -55,7 +55,7 @@ def test_a_full_disk_during_training_stops_with_the_path_and_the_last_checkpoint
     def full(path, checkpoint):
         atomic_write(path, no_space)
 
-    monkeypatch.setattr("siamese.train.save_checkpoint", full)
+    monkeypatch.setattr("siamese.training.loop.save_checkpoint", full)
     result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "2", "--out", str(out), "--resume"])
     assert result.exit_code == 1 and f"cannot write {ckpt}: No space left on device" in result.output
     assert ckpt.read_bytes() == before
@@ -64,9 +64,9 @@ def test_a_full_disk_during_training_stops_with_the_path_and_the_last_checkpoint
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import siamese.train
+    import siamese.training.loop
 
-    real = siamese.train.batch_loss
+    real = siamese.training.loop.batch_loss
     calls = {"n": 0}
 
     def diverging(*args, **kwargs):
@@ -78,7 +78,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     assert CliRunner().invoke(cli.train, [*TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
     run = out / "synthetic" / "contrastive"
     good = load_checkpoint(run / "checkpoint.pt")
-    monkeypatch.setattr(siamese.train, "batch_loss", diverging)
+    monkeypatch.setattr(siamese.training.loop, "batch_loss", diverging)
     result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "3", "--out", str(out), "--resume"])
     assert result.exit_code == 1 and "contrastive: loss became nan at epoch 2" in result.output
     kept = load_checkpoint(run / "checkpoint.pt")
@@ -151,7 +151,7 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 def test_a_full_disk_during_export_keeps_the_old_export_and_leaves_no_partial_folder(small_export, monkeypatch):
     from refusals import snapshot
 
-    import siamese.export
+    import siamese.tasks.export
 
     ckpt, dest, _ = small_export("contrastive")
     before = snapshot(dest.parent)
@@ -160,7 +160,7 @@ def test_a_full_disk_during_export_keeps_the_old_export_and_leaves_no_partial_fo
         path.write_bytes(b"half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setitem(siamese.export.WRITERS, "onnx", full)
+    monkeypatch.setitem(siamese.tasks.export.WRITERS, "onnx", full)
     result = CliRunner().invoke(
         cli.export,
         ["--checkpoint", str(ckpt), "--out", str(dest.parent), "--name", dest.name, "--format", "onnx", "--force"],

@@ -1,4 +1,5 @@
-"""No module imports one above it: the package is a stack of layers, not a single column."""
+"""The package is a stack of layers, one per subpackage: no module imports one above it, and
+the import graph (lazy imports inside functions included) has no circle."""
 
 import ast
 from pathlib import Path
@@ -7,59 +8,35 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# lowest first; a module may import its own layer and those below it
+# lowest first; a module may import its own layer and those below it. A module belongs to the
+# longest prefix listed here that names it or a package above it.
 LAYERS = [
-    {"siamese.errors", "siamese.files", "siamese.provenance", "siamese.options", "siamese.distributed"},
-    {
-        "siamese.model",
-        "siamese.preprocess",
-        "siamese.pairs",
-        "siamese.metrics",
-        "siamese.augment",
-        "siamese.compare",
-        "siamese.quantize",
-    },
-    {"siamese.data", "siamese.synthetic", "siamese.fetch", "siamese.checkpoint", "siamese.artifacts"},
-    {"siamese.deploy", "siamese.parity"},
-    {
-        f"siamese.runtimes{m}"
-        for m in (
-            "",
-            ".base",
-            ".torch_runner",
-            ".eager",
-            ".compiled",
-            ".torchscript",
-            ".pt2",
-            ".ort",
-            ".openvino",
-            ".triton_client",
-        )
-    },
-    {"siamese.export", "siamese.verify", "siamese.train", "siamese.evaluate", "siamese.triton", "siamese.serve"},
-    {
-        "bench.result",
-        "bench.machine",
-        "bench.timing",
-        "bench.report",
-        "bench.harness",
-        "bench.tolerances",
-        "bench.pair_workload",
-        "bench.train_step",
-        "bench.shared_weights",
-        "bench.ort_session",
-        "bench.int8_settings",
-        "bench.load",
-        "bench",
-    },
-    {"siamese.cli", "bench.cli"},
+    "siamese.core",
+    "siamese.data",
+    "siamese.artifacts",
+    "siamese.parity",
+    "siamese.backends",  # the runner interface and the runtime registry
+    "siamese.backends.torch",
+    "siamese.backends.onnx",
+    "siamese.backends.openvino",
+    "siamese.backends.triton",
+    "siamese.tasks",
+    "siamese.training",
+    "siamese.cli",
+    "bench",
+    "bench.studies",
+    "bench.cli",
 ]
-LAYER = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int | None:
+    owners = [p for p in LAYERS if module == p or module.startswith(p + ".")]
+    return LAYERS.index(max(owners, key=len)) if owners else None
 
 
 def is_main_guard(node) -> bool:
@@ -81,10 +58,11 @@ def project_imports(path: Path) -> set[str]:
 
 
 SOURCES = sorted([*ROOT.glob("siamese/**/*.py"), *ROOT.glob("bench/**/*.py")])
+MODULES = {module_name(p): p for p in SOURCES}
 
 
 def test_every_module_has_a_layer():
-    assert {module_name(p) for p in SOURCES} - {"siamese"} <= set(LAYER)
+    assert [m for m in MODULES if m != "siamese" and layer_of(m) is None] == []
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=module_name)
@@ -92,5 +70,24 @@ def test_no_module_imports_a_layer_above_it(path):
     name = module_name(path)
     if name == "siamese":
         return
-    above = {m: LAYER[m] for m in project_imports(path) if LAYER.get(m, -1) > LAYER[name]}
-    assert not above, f"{name} (layer {LAYER[name]}) imports {above}"
+    above = {m: LAYERS[layer_of(m)] for m in project_imports(path) if (layer_of(m) or 0) > layer_of(name)}
+    assert not above, f"{name} ({LAYERS[layer_of(name)]}) imports {above}"
+
+
+def test_the_import_graph_has_no_circle():
+    graph = {name: {m for m in project_imports(path) if m in MODULES} for name, path in MODULES.items()}
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            raise AssertionError("import circle: " + " -> ".join([*path[path.index(module) :], module]))
+        if module in done:
+            return
+        path.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)

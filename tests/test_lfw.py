@@ -2,9 +2,10 @@
 
 import torch
 
-from siamese.data import load_lfw
-from siamese.model import SiameseNet
-from siamese.train import TrainConfig, predict, train_one_epoch
+from siamese.core.model import SiameseNet
+from siamese.data.lfw import load_lfw
+from siamese.tasks.evaluate import predict
+from siamese.training.loop import TrainConfig, train_one_epoch
 
 
 def test_short_training_on_real_lfw_lowers_the_loss(lfw_dir, cache_dir):

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from siamese.metrics import best_threshold, decide, equal_error_rate, roc_auc, roc_curve, verification_metrics
+from siamese.core.metrics import best_threshold, decide, equal_error_rate, roc_auc, roc_curve, verification_metrics
 
 
 def test_roc_and_auc_by_hand():

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siamese.model import (
+from siamese.core.model import (
     FEATURE_DIM,
     EmbeddingNet,
     SiameseNet,
@@ -138,7 +138,7 @@ def test_bce_loss_is_computed_on_logits():
 
 
 def test_flop_count_of_the_spec_network():
-    from siamese.model import flops_per_image
+    from siamese.core.model import flops_per_image
 
     assert round(flops_per_image(128) / 1e9, 2) == 3.31
 
@@ -173,7 +173,7 @@ def test_diff_prod_head_compares_the_two_faces():
 
 
 def test_heads_belong_to_bce_only():
-    from siamese.model import ModelConfig
+    from siamese.core.model import ModelConfig
 
     with pytest.raises(ValueError, match="bce head"):
         ModelConfig("contrastive", 16, head="diff-prod")

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from siamese.errors import SiameseError, SiameseWarning
-from siamese.pairs import Pair, check_key, parse_pairs, read_pairs
+from siamese.core.errors import SiameseError, SiameseWarning
+from siamese.core.pairs import Pair, check_key, parse_pairs, read_pairs
 
 
 def write(tmp_path: Path, text: str, name: str = "pairs.txt") -> Path:
@@ -42,7 +42,7 @@ def test_view2_format_keeps_folds(tmp_path):
     assert pairs[3] == Pair("X1/X1_0001.jpg", "Y1/Y1_0001.jpg", 0, 1)
 
 
-@pytest.mark.filterwarnings("error::siamese.errors.SiameseWarning")  # no repeated pair in LFW's lists
+@pytest.mark.filterwarnings("error::siamese.core.errors.SiameseWarning")  # no repeated pair in LFW's lists
 def test_real_pair_files(lfw_dir):
     dev_train = read_pairs(lfw_dir / "pairsDevTrain.txt")
     assignment = read_pairs(lfw_dir / "train.txt")
@@ -122,7 +122,7 @@ PIECES = st.sampled_from(
 TEXTS = st.one_of(st.text(max_size=200), st.lists(PIECES, max_size=60).map("".join))
 
 
-@pytest.mark.filterwarnings("ignore::siamese.errors.SiameseWarning")
+@pytest.mark.filterwarnings("ignore::siamese.core.errors.SiameseWarning")
 @settings(max_examples=400, deadline=None)
 @given(text=TEXTS, labels_required=st.booleans())
 def test_any_text_parses_into_valid_pairs_or_a_toolkit_error(text, labels_required):
@@ -139,7 +139,7 @@ def test_any_text_parses_into_valid_pairs_or_a_toolkit_error(text, labels_requir
     assert len({p.same < 0 for p in pairs}) == 1
 
 
-@pytest.mark.filterwarnings("ignore::siamese.errors.SiameseWarning")
+@pytest.mark.filterwarnings("ignore::siamese.core.errors.SiameseWarning")
 @settings(max_examples=200, deadline=None)
 @given(
     same=st.lists(st.tuples(st.sampled_from("ABC"), st.integers(1, 9), st.integers(1, 9)), min_size=1, max_size=5),

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from siamese.errors import SiameseError, SiameseWarning
-from siamese.preprocess import MAX_PIXELS, NORMALIZATION, Normalization, decode_image, image_file, to_model_input
+from siamese.core.errors import SiameseError, SiameseWarning
+from siamese.core.preprocess import MAX_PIXELS, NORMALIZATION, Normalization, decode_image, image_file, to_model_input
 
 
 def encoded(img: Image.Image, fmt: str) -> io.BytesIO:
@@ -37,7 +37,7 @@ def test_every_mode_becomes_rgb_uint8_of_the_requested_size(mode, fmt):
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
 
 
-@pytest.mark.filterwarnings("ignore::siamese.errors.SiameseWarning")  # one-colour images, on purpose
+@pytest.mark.filterwarnings("ignore::siamese.core.errors.SiameseWarning")  # one-colour images, on purpose
 def test_grey_stays_grey_and_transparency_composites_on_white():
     grey = decode_image(encoded(Image.new("L", (40, 40), 77), "PNG"), 16)
     assert (grey == 77).all()

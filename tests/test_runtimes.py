@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.artifacts import FORMATS, ExportFolder, ExportPolicy
-from siamese.errors import SiameseError
-from siamese.runtimes import FORMAT_RUNNERS, RUNTIMES, create
-from siamese.runtimes.ort import misplaced, node_placement, provider_options, trt_profiles
-from siamese.runtimes.torch_runner import cuda_math
+from siamese.artifacts.folder import FORMATS, ExportFolder, ExportPolicy
+from siamese.backends import FORMAT_RUNNERS, RUNTIMES, create
+from siamese.backends.onnx.runtime import misplaced, node_placement, provider_options, trt_profiles
+from siamese.backends.torch.runner import cuda_math
+from siamese.core.errors import SiameseError
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_eager_baseline_is_contiguous_nchw_and_channels_last_is_channels_last(ex
 
 def test_pt2_moves_to_another_device_with_no_cpu_pinned(export):
     """A saved program pins device=cpu; moved (here to meta, on a GPU to cuda) no node keeps it."""
-    from siamese.runtimes.pt2 import load_program
+    from siamese.backends.torch.pt2 import load_program
 
     def pinned(program):
         return {str(v) for n in program.graph.nodes for v in n.kwargs.values() if isinstance(v, torch.device)}
@@ -89,7 +89,7 @@ def test_fp32_runners_turn_tf32_off_and_tf32_runners_on():
 def test_compile_raises_instead_of_falling_back_to_eager(export):
     if create("compile-cpu").unavailable(export):
         pytest.skip(create("compile-cpu").unavailable(export))
-    from siamese.runtimes.compiled import Compiled
+    from siamese.backends.torch.compiled import Compiled
 
     torch._dynamo.reset()  # the limit counts per code object, across every earlier compile in this process
     strict = Compiled(max_recompiles=1)
@@ -124,7 +124,7 @@ def test_trt_profiles_cover_every_batch_with_one_profile_per_size():
 
 def test_trt_engine_cache_is_keyed_by_the_artifact_hash(export, tmp_path, monkeypatch):
     """ONNX Runtime's own cache key ignores weights: a retrained export must not reuse an old engine."""
-    import siamese.runtimes.ort as ort_module
+    import siamese.backends.onnx.runtime as ort_module
 
     seen = []
     monkeypatch.setattr(ort_module, "make_session", lambda path, providers, threads, **kw: seen.append(providers))
@@ -136,7 +136,7 @@ def test_trt_engine_cache_is_keyed_by_the_artifact_hash(export, tmp_path, monkey
 
 
 def test_node_placement_is_checked_per_node(export, tmp_path):
-    from siamese.runtimes.ort import OnnxRuntime, make_session
+    from siamese.backends.onnx.runtime import OnnxRuntime, make_session
 
     runner = OnnxRuntime(provider="cpu", check_placement=True)
     runner.load(export, ("embedding",))  # profiles one run and checks every heavy node's provider
@@ -180,7 +180,7 @@ def test_inputs_are_checked_before_any_runtime(export):
 def test_a_saved_optimised_graph_gives_the_same_answers_and_is_reused(export, tmp_path):
     from dataclasses import replace
 
-    from siamese.runtimes.ort import OnnxRuntime, SessionTuning
+    from siamese.backends.onnx.runtime import OnnxRuntime, SessionTuning
 
     plain = OnnxRuntime(tuning=replace(SessionTuning(), graph_level="disable"))
     cached = OnnxRuntime(tuning=SessionTuning(optimized_cache=tmp_path))

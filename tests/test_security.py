@@ -11,10 +11,10 @@ from refusals import ERROR, USAGE, assert_refused, snapshot
 
 from bench.cli import main as bench_cli
 from siamese import cli
-from siamese.artifacts import MANIFEST, SIGNATURE, ExportFolder, ExportPolicy, read_key, sign_manifest
-from siamese.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from siamese.errors import SiameseError
-from siamese.export import recover_interrupted, write_manifest
+from siamese.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from siamese.artifacts.folder import MANIFEST, SIGNATURE, ExportFolder, ExportPolicy, read_key, sign_manifest
+from siamese.core.errors import SiameseError
+from siamese.tasks.export import recover_interrupted, write_manifest
 
 CODE_LOADERS = ("torch.export.load", "torch.jit.load", "torch._inductor.aoti_load_package")
 
@@ -277,6 +277,6 @@ def test_checkpoints_are_read_without_running_pickled_code(tmp_path):
 
 
 def load_model_config():
-    from siamese.model import ModelConfig
+    from siamese.core.model import ModelConfig
 
     return ModelConfig("contrastive", 16)

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not installed")
 
-from siamese.artifacts import ExportFolder  # noqa: E402
-from siamese.serve import Server, ServerAddress  # noqa: E402
-from siamese.triton import MODEL_NAMES, ServingConfig  # noqa: E402
-from siamese.verify import Verifier  # noqa: E402
+from siamese.artifacts.folder import ExportFolder  # noqa: E402
+from siamese.backends.triton.repository import MODEL_NAMES, ServingConfig  # noqa: E402
+from siamese.backends.triton.server import Server, ServerAddress  # noqa: E402
+from siamese.tasks.verify import Verifier  # noqa: E402
 
 TIMEOUT_S = 30  # per request
 
@@ -126,8 +126,8 @@ def test_bench_measures_the_server_beside_the_in_process_runtime(server, scheme)
 
 
 def test_a_server_that_is_not_there_is_unavailable_and_a_bad_url_refused(small_export):
-    from siamese.errors import SiameseError
-    from siamese.runtimes.triton_client import TritonClient, parse_url
+    from siamese.backends.triton.client import TritonClient, parse_url
+    from siamese.core.errors import SiameseError
 
     _, export, _ = small_export("contrastive")
     folder = ExportFolder.open(export)

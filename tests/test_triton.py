@@ -10,10 +10,10 @@ from conftest import make_test_checkpoint  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2 as pb2  # noqa: E402
 
-from siamese.artifacts import ExportFolder, ExportPolicy  # noqa: E402
-from siamese.errors import SiameseError  # noqa: E402
-from siamese.export import export_checkpoint  # noqa: E402
-from siamese.triton import MODEL_NAMES, ServingConfig  # noqa: E402
+from siamese.artifacts.folder import ExportFolder, ExportPolicy  # noqa: E402
+from siamese.backends.triton.repository import MODEL_NAMES, ServingConfig  # noqa: E402
+from siamese.core.errors import SiameseError  # noqa: E402
+from siamese.tasks.export import export_checkpoint  # noqa: E402
 
 ORT_TYPES = {"tensor(float)": "TYPE_FP32", "tensor(uint8)": "TYPE_UINT8", "tensor(bool)": "TYPE_BOOL"}
 
@@ -98,7 +98,7 @@ def test_the_repository_is_in_the_manifest_and_its_graphs_are_the_exports(reposi
 
 
 def test_gpu_instances_ask_for_tensorrt_and_bad_batching_is_refused():
-    from siamese.triton import Signature, TensorSpec, onnx_model_config
+    from siamese.backends.triton.repository import Signature, TensorSpec, onnx_model_config
 
     signature = Signature((TensorSpec("images", "TYPE_UINT8", (16, 16, 3)),), (TensorSpec("f", "TYPE_FP32", (8,)),))
     config = onnx_model_config("m", signature, ServingConfig(kind="gpu", instances=2))

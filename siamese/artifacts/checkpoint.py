@@ -1,0 +1,203 @@
+"""Checkpoints: one typed record, written atomically, read without ever running pickled code.
+
+On disk a checkpoint is a plain dict of tensors and primitives (`Checkpoint.to_dict`), so
+`torch.load(weights_only=True)` reads all of it; a file carrying arbitrary pickled objects
+is refused with a clear message. `Checkpoint.from_dict` is the one place that reads the
+keys, so a missing or mistyped key is named once, with the file.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from siamese.core.errors import SiameseError
+from siamese.core.files import atomic_write
+from siamese.core.model import ModelConfig, SiameseNet
+from siamese.core.preprocess import NORMALIZATION, Normalization
+
+FORMAT = "siamese-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model: dict  # the SiameseNet state dict
+    model_config: ModelConfig
+    normalization: Normalization = NORMALIZATION
+    epoch: int = 0
+    config: dict = field(default_factory=dict)  # the TrainConfig that produced it, as a dict
+    optimizer: dict | None = None
+    threshold: float | None = None  # decision threshold on the score; None until evaluated
+    rng: dict | None = None
+    data: dict = field(default_factory=dict)  # data set description: data_set, train/test pair files
+    history: list = field(default_factory=list)  # one dict per epoch
+    summary: dict | None = None  # the final evaluation, once training finished
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def variant(self) -> str:
+        return self.model_config.variant
+
+    @property
+    def higher_is_same(self) -> bool:
+        return self.model_config.variant == "bce"  # a probability rises for the same person; a distance falls
+
+    @property
+    def data_set(self) -> str:
+        return str(self.data.get("data_set", "model"))
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "epoch": self.epoch,
+            "config": self.config,
+            "model_config": self.model_config.to_dict(),
+            "normalization": self.normalization.to_dict(),
+            "threshold": self.threshold,
+            "higher_is_same": self.higher_is_same,
+            "rng": self.rng,
+            "data": self.data,
+            "history": self.history,
+            "summary": self.summary,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "checkpoint") -> Checkpoint:
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise SiameseError(f"{source}: not a siamese checkpoint")
+        version = d.get("format_version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise SiameseError(
+                f"{source}: checkpoint format {version} is newer than this version reads ({FORMAT_VERSION}); "
+                "upgrade siamese-verify"
+            )
+
+        def need(key: str, kind):
+            if not isinstance(d.get(key), kind):
+                raise SiameseError(f"{source}: key {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+            return d[key]
+
+        try:
+            model_config = ModelConfig(**need("model_config", dict))
+            normalization = Normalization.from_dict(need("normalization", dict))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise SiameseError(f"{source}: invalid model_config or normalization ({exc})") from None
+
+        def optional(key: str, kind, default):
+            value = d.get(key, default)
+            if value is None:
+                return default
+            if not isinstance(value, kind) or isinstance(value, bool):
+                expected = getattr(kind, "__name__", str(kind).replace(" | ", " or "))
+                raise SiameseError(f"{source}: key {key!r} should be {expected}, got {type(value).__name__}")
+            return value
+
+        threshold = optional("threshold", int | float, None)
+        if threshold is not None and not math.isfinite(threshold):
+            raise SiameseError(f"{source}: key 'threshold' is {threshold}, not a finite number")
+        epoch = optional("epoch", int, 0)
+        if epoch < 0:
+            raise SiameseError(f"{source}: key 'epoch' is negative ({epoch})")
+        data = optional("data", dict, {})
+        if not isinstance(data.get("data_set", ""), str):
+            raise SiameseError(f"{source}: key 'data.data_set' is not a string")
+        return cls(
+            model=need("model", dict),
+            model_config=model_config,
+            normalization=normalization,
+            epoch=epoch,
+            config=optional("config", dict, {}),
+            optimizer=optional("optimizer", dict, None),
+            threshold=None if threshold is None else float(threshold),
+            rng=optional("rng", dict, None),
+            data=data,
+            history=list(optional("history", list, [])),
+            summary=optional("summary", dict, None),
+            format_version=version,
+        )
+
+    def build_model(self) -> SiameseNet:
+        """The network with these weights, in eval mode."""
+        model = SiameseNet.from_config(self.model_config)
+        try:
+            model.load_state_dict(self.model)
+        except RuntimeError as exc:
+            raise SiameseError(
+                f"checkpoint weights do not fit a {self.model_config} network: {str(exc).splitlines()[0]}"
+            ) from None
+        return model.eval()
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # through a file object, a full disk raises OSError (with a path, RuntimeError)
+            torch.save(checkpoint.to_dict(), f)
+
+    atomic_write(path, write)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise SiameseError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise SiameseError(f"{path}: not a readable checkpoint (not a torch.save archive)")
+    try:
+        raw = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f"it names {found.group(1)}" if found else "it holds objects that only unpickling code could build"
+        raise SiameseError(f"{path}: refused to load: {what}; checkpoints hold only tensors and plain values") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise SiameseError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    return Checkpoint.from_dict(raw, str(path))
+
+
+def newest_checkpoints(runs: Path = Path("runs")) -> dict[str, Path]:
+    """The most recently written finished checkpoint of each model (variant and head) under `runs/`."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(runs).glob("*/*/checkpoint.pt"), key=lambda p: p.stat().st_mtime, reverse=True):
+        variant = path.parent.name
+        # summary.json is written after the final checkpoint, which holds the threshold
+        if variant not in found and (path.parent / "summary.json").is_file():
+            found[variant] = path
+    return found
+
+
+def untrained_checkpoint(
+    path: Path, variant: str, image_size: int = 128, seed: int = 0, data: dict | None = None
+) -> Path:
+    """A checkpoint of randomly initialised weights, for benchmarks and tests, never for answers.
+
+    BatchNorm statistics come from a few random batches so outputs are not degenerate; the
+    threshold is the median score of random pairs. Its summary says `untrained`.
+    """
+    torch.manual_seed(seed)
+    model = SiameseNet(variant, image_size)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, 3, image_size, image_size), torch.randn(8, 3, image_size, image_size))
+        model.eval()
+        noise = [torch.randn(16, 3, image_size, image_size) for _ in range(2)]
+        threshold = float(model.score(model(*noise)).median())
+    checkpoint = Checkpoint(
+        model=model.state_dict(),
+        model_config=model.config,
+        config={"variant": variant, "image_size": image_size, "epochs": 0, "seed": seed},
+        threshold=threshold,
+        data=data or {"data_set": "untrained"},
+        summary={"data_set": "untrained", "accuracy": None, "note": "random weights"},
+    )
+    save_checkpoint(path, checkpoint)
+    return path

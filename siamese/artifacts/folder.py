@@ -1,0 +1,259 @@
+"""An export folder as a reader sees it: its manifest, its metadata, and checked file paths.
+
+Needs only the standard library: every runtime (`siamese.backends`) opens an export through
+`ExportFolder`, and `ExportFolder.check` refuses a file that is missing, truncated or modified
+before any runtime reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from siamese.core.errors import SiameseError
+from siamese.core.files import sha256_file
+
+FORMATS = ("onnx", "torchscript", "pt2", "aoti", "openvino")
+# openvino: an OpenVINO IR, `<graph>.ov.xml` with its weights in `<graph>.ov.bin`
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2", "aoti": ".aoti.pt2", "openvino": ".ov.xml"}
+GRAPHS = ("embedding", "pair", "compare")
+MANIFEST = "manifest.json"
+METADATA = "metadata.json"
+SIGNATURE = "manifest.sig"  # HMAC-SHA256 of manifest.json's bytes, with a key the user holds
+MIN_KEY_BYTES = 16
+UNTRUSTED = (
+    "artifacts can run code when loaded (pickled objects or a native library); "
+    "pass --trust-export only for an export you made or got from someone you trust"
+)
+# the fp32 weights of the checkpoint, as tensors only: eager runtimes and the parity reference
+# rebuild the network from this file, so neither ever unpickles anything from an export
+WEIGHTS = "weights.safetensors"
+FEATURE_DIM = 1024  # siamese.core.model.FEATURE_DIM, repeated so reading an export needs no torch
+DTYPES = ("fp32", "fp16", "bf16", "int8")  # what an export can be written in
+# each graph's model name in a Triton repository and on a siamese-serve server
+TRITON_MODELS = {"embedding": "siamese_embedding", "compare": "siamese_compare", "pair": "siamese_pair"}
+
+
+def artifact_name(graph: str, fmt: str) -> str:
+    return graph + SUFFIX[fmt]
+
+
+def path_component(name: str, what: str) -> str:
+    """`name` if it is one plain file or folder name (no separator, no `..`, not hidden), else an error.
+
+    Export folder names come from `--name` and from a checkpoint's data-set string, and the
+    files of an export from its manifest: none of them may reach outside their folder.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}", name):
+        raise SiameseError(
+            f"{what} {name!r} is not a plain name: use letters, digits and . _ + - "
+            "(starting with a letter or digit, at most 128 characters)"
+        )
+    return name
+
+
+def read_key(path: Path) -> bytes:
+    """A signing key: the raw bytes of a file the user keeps private (e.g. `head -c 32 /dev/urandom`)."""
+    try:
+        key = Path(path).read_bytes()
+    except OSError as exc:
+        raise SiameseError(f"cannot read the signing key {path}: {exc.strerror or exc}") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise SiameseError(f"signing key {path} holds {len(key)} bytes; use at least {MIN_KEY_BYTES} random bytes")
+    return key
+
+
+def manifest_mac(manifest_bytes: bytes, key: bytes) -> str:
+    return hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest()
+
+
+def sign_manifest(folder: Path, key: bytes) -> None:
+    """Write the signature of the folder's manifest: the manifest hashes every file, so this signs them all."""
+    mac = manifest_mac((Path(folder) / MANIFEST).read_bytes(), key)
+    (Path(folder) / SIGNATURE).write_text(json.dumps({"algorithm": "hmac-sha256", "mac": mac}) + "\n")
+
+
+def check_signature(folder: Path, manifest_bytes: bytes, key: bytes) -> None:
+    file = Path(folder) / SIGNATURE
+    try:
+        signature = json.loads(file.read_text())
+        mac, algorithm = signature["mac"], signature["algorithm"]
+    except FileNotFoundError:
+        raise SiameseError(f"{folder}: not signed (no {SIGNATURE}), but a key was given to verify it") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SiameseError(f"{file}: unreadable signature ({type(exc).__name__})") from None
+    if algorithm != "hmac-sha256" or not isinstance(mac, str):
+        raise SiameseError(f"{file}: unknown signature algorithm {algorithm!r}")
+    if not hmac.compare_digest(mac, manifest_mac(manifest_bytes, key)):
+        raise SiameseError(f"{file}: signature does not match: the export was modified, or signed with another key")
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    """What every tool needs to know about an export, read and checked in one place."""
+
+    variant: str
+    threshold: float
+    higher_is_same: bool
+    margin: float
+    image_size: int
+    dtype: str
+    normalization: dict
+    graphs: dict  # graph -> {"inputs": [...], "outputs": [...]}
+    head: str = "concat"  # the bce head (siamese.core.model.HEADS); exports before heads existed have the spec's
+    training: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, repr=False)  # everything, as written
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str) -> ExportMetadata:
+        def need(key: str, kind):
+            value = d.get(key) if isinstance(d, dict) else None
+            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+                raise SiameseError(f"{source}: key {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+            return value
+
+        threshold = float(need("threshold", int | float))
+        if not math.isfinite(threshold):
+            raise SiameseError(f"{source}: threshold {threshold} is not finite")
+        dtype = need("dtype", str)
+        if dtype not in DTYPES:
+            raise SiameseError(f"{source}: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        image_size = need("image_size", int)
+        if image_size < 8 or image_size % 8:
+            raise SiameseError(f"{source}: image_size {image_size} is not a multiple of 8")
+        return cls(
+            variant=need("variant", str),
+            threshold=threshold,
+            higher_is_same=need("higher_is_same", bool),
+            margin=float(need("margin", int | float)),
+            image_size=image_size,
+            dtype=dtype,
+            normalization=need("normalization", dict),
+            graphs=need("graphs", dict),
+            head=d.get("head", "concat"),
+            training=d.get("training") or {},
+            raw=d,
+        )
+
+    @property
+    def name(self) -> str:
+        """The variant, and the head when it is not the spec's (as siamese.core.model.ModelConfig.name)."""
+        return self.variant if self.head == "concat" else f"{self.variant}-{self.head}"
+
+    def inputs(self, graph: str) -> list[str]:
+        return list(self.graphs[graph]["inputs"])
+
+    def outputs(self, graph: str) -> list[str]:
+        return list(self.graphs[graph]["outputs"])
+
+
+@dataclass(frozen=True)
+class ExportPolicy:
+    """How a tool may open exports: load code-carrying artifacts or not, and the key that must have signed them."""
+
+    trust_code: bool = False
+    key: bytes | None = None
+
+    @classmethod
+    def from_options(cls, trust_export: bool = False, key_file: Path | None = None) -> ExportPolicy:
+        return cls(trust_export, read_key(key_file) if key_file else None)
+
+    def describe(self) -> dict:
+        """For reports: never the key itself."""
+        return {"trust_export": self.trust_code, "signature_required": self.key is not None}
+
+
+DEFAULT_POLICY = ExportPolicy()  # the default: no code-carrying artifact loads, no key required
+
+
+@dataclass
+class ExportFolder:
+    """An opened export. `trusted`: its code-carrying artifacts may be loaded (see `check_code`)."""
+
+    path: Path
+    manifest: dict
+    metadata: ExportMetadata
+    trusted: bool = False
+    key: bytes | None = field(default=None, repr=False)  # the key its signature was verified with
+
+    @classmethod
+    def open(cls, path: Path, policy: ExportPolicy = DEFAULT_POLICY) -> ExportFolder:
+        """Read and check the manifest and metadata; with the policy's key, first verify the signature."""
+        key = policy.key
+        path = Path(path)
+        if not (path / MANIFEST).is_file():
+            raise SiameseError(f"{path}: not an export folder (no {MANIFEST}); run siamese-export first")
+        try:
+            manifest_bytes = (path / MANIFEST).read_bytes()
+            if key is not None:
+                check_signature(path, manifest_bytes, key)
+            manifest = json.loads(manifest_bytes)
+            raw = json.loads((path / METADATA).read_text())
+        except (OSError, ValueError) as exc:
+            raise SiameseError(f"{path}: unreadable manifest or metadata ({exc})") from None
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str)
+            for e in files.values()
+        ):
+            raise SiameseError(f"{path / MANIFEST}: has no valid 'files' table (name -> size, sha256)")
+        for name in files:  # a file in a subfolder (the Triton repository) is listed as a/b/c
+            for part in name.split("/"):
+                path_component(part, f"{path / MANIFEST}: file {name!r}, part")
+        meta = ExportMetadata.from_dict(raw, str(path / METADATA))
+        folder = cls(path, manifest, meta, trusted=policy.trust_code, key=key)
+        folder.check(METADATA)
+        return folder
+
+    def check(self, name: str) -> Path:
+        """Refuse a file that is missing, or whose size or sha256 differ from the manifest."""
+        entry = self.manifest["files"].get(name)
+        file = self.path / name
+        if entry is None:
+            raise SiameseError(f"{file}: not listed in {MANIFEST}")
+        if not file.is_file() or file.is_symlink():
+            raise SiameseError(f"{file}: listed in {MANIFEST} but missing (or a link)")
+        if file.stat().st_size != entry["size"]:
+            raise SiameseError(
+                f"{file}: size {file.stat().st_size} differs from the manifest's {entry['size']} (truncated?)"
+            )
+        if sha256_file(file) != entry["sha256"]:
+            raise SiameseError(f"{file}: sha256 differs from the manifest (modified or corrupted); re-export it")
+        return file
+
+    @property
+    def policy(self) -> ExportPolicy:
+        """How this folder was opened, for a child process that opens it again."""
+        return ExportPolicy(self.trusted, self.key)
+
+    def check_code(self, name: str) -> Path:
+        """`check`, for an artifact that can run code when loaded: only in an export opened as trusted."""
+        if not self.trusted:
+            raise SiameseError(f"{self.path / name}: {UNTRUSTED}")
+        return self.check(name)
+
+    def sha256(self, name: str) -> str:
+        return self.manifest["files"][name]["sha256"]
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest["files"]
+
+    def formats(self) -> list[str]:
+        return [f for f in FORMATS if self.has(artifact_name("pair", f))]
+
+    @property
+    def image_size(self) -> int:
+        return self.metadata.image_size
+
+
+def newest_export(root: Path = Path("exports")) -> Path:
+    # hidden folders are exports being written or replaced (siamese.tasks.export)
+    folders = [p.parent for p in Path(root).glob(f"*/{MANIFEST}") if not p.parent.name.startswith(".")]
+    if not folders:
+        raise SiameseError(f"no export found under {root}/; run siamese-export, or pass --export DIR")
+    return max(folders, key=lambda p: (p / MANIFEST).stat().st_mtime)

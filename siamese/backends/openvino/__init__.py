@@ -1,0 +1,1 @@
+"""OpenVINO: the IR writer, NNCF's INT8 quantizer, and the OpenVINO runner."""

@@ -1,0 +1,3 @@
+"""PyTorch: the TorchScript, torch.export and AOTInductor writers, and the eager, compiled and
+loaded-artifact runners.
+"""

@@ -1,0 +1,1 @@
+"""Triton: the model repository writer, the PyTriton server (siamese-serve) and the client runner."""

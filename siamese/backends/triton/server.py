@@ -1,0 +1,150 @@
+"""siamese-serve: an export behind NVIDIA Triton Inference Server, through PyTriton.
+
+PyTriton (`pip install 'siamese-verify[serve]'`) ships a Triton server binary with the Python
+backend, which runs anywhere, CPU included. The three graphs are served under the names of
+the Triton model repository (`siamese-export --format triton`), with the same tensors, and
+Triton's dynamic batching; each request runs in one of this toolkit's runtimes (ort-cpu by
+default), loaded once, manifest-checked as every other tool loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from dataclasses import dataclass
+
+import numpy as np
+
+from siamese.artifacts.folder import DEFAULT_POLICY, FEATURE_DIM, ExportFolder, ExportPolicy
+from siamese.backends import create
+from siamese.backends.base import missing_module
+from siamese.backends.triton.repository import DEFAULT_SERVING, MODEL_NAMES, ServingConfig
+from siamese.core.errors import SiameseError
+
+GRAPHS = ("embedding", "compare", "pair")
+SHUTDOWN_GRACE_S = 2  # how long a stopping server waits for requests in flight
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+
+def tensor_shapes(export: ExportFolder, graph: str) -> tuple[dict, dict]:
+    """(inputs, outputs): name -> (dtype, per-item shape) as served, from the export's metadata.
+    One value per item is served as shape (1,), as the repository's configs declare it."""
+    size = export.image_size
+    meta = export.metadata
+    item = (FEATURE_DIM,) if graph == "compare" else (size, size, 3)
+    dtype = np.float32 if graph == "compare" else np.uint8
+    inputs = {name: (dtype, item) for name in meta.inputs(graph)}
+    if graph == "embedding":
+        return inputs, {name: (np.float32, (FEATURE_DIM,)) for name in meta.outputs(graph)}
+    return inputs, {name: (np.bool_ if name == "same" else np.float32, (1,)) for name in meta.outputs(graph)}
+
+
+class Server:
+    """A running Triton server over one export: `with Server(...) as server:` starts it on
+    local ports and stops it, with its runtime, on leaving."""
+
+    def __init__(
+        self,
+        export_dir,
+        runtime: str = "ort-cpu",
+        address: ServerAddress = ServerAddress(),
+        serving: ServingConfig = DEFAULT_SERVING,
+        policy: ExportPolicy = DEFAULT_POLICY,
+        threads: int | None = None,
+    ):
+        reason = missing_module("pytriton", "pip install 'siamese-verify[serve]'")
+        if reason:
+            raise SiameseError(reason)
+        self.export = ExportFolder.open(export_dir, policy)
+        self.runner = create(runtime, threads)
+        reason = self.runner.unavailable(self.export)
+        if reason:
+            raise SiameseError(f"runtime {runtime} cannot run here: {reason}")
+        self.address, self.serving, self.triton = address, serving, None
+
+    def _infer(self, graph: str):
+        from pytriton.decorators import batch
+
+        names = self.export.metadata.inputs(graph)
+        _, outputs = tensor_shapes(self.export, graph)
+
+        @batch
+        def infer(**inputs):
+            named = self.runner.call(graph, [inputs[name] for name in names])
+            return {name: named[name].reshape(len(named[name]), *shape) for name, (_, shape) in outputs.items()}
+
+        return infer
+
+    def start(self) -> Server:
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+        from pytriton.triton import Triton, TritonConfig
+
+        self.runner.load(self.export, GRAPHS)
+        # the Python backend's stub embeds libpython: the one of this interpreter, not the system's
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p)
+        config = TritonConfig(
+            http_address=self.address.host,
+            http_port=self.address.http_port,
+            grpc_address=self.address.host,
+            grpc_port=self.address.grpc_port,
+            metrics_address=self.address.host,
+            metrics_port=self.address.metrics_port,
+            exit_on_error=True,
+            exit_timeout_secs=SHUTDOWN_GRACE_S,
+        )
+        self.triton = Triton(config=config)
+        batcher = DynamicBatcher(
+            max_queue_delay_microseconds=self.serving.max_queue_delay_us,
+            preferred_batch_size=list(self.serving.preferred_batch_sizes),
+        )
+        try:
+            for graph in GRAPHS:
+                inputs, outputs = tensor_shapes(self.export, graph)
+                self.triton.bind(
+                    model_name=MODEL_NAMES[graph],
+                    infer_func=self._infer(graph),
+                    inputs=[Tensor(name=n, dtype=d, shape=s) for n, (d, s) in inputs.items()],
+                    outputs=[Tensor(name=n, dtype=d, shape=s) for n, (d, s) in outputs.items()],
+                    config=ModelConfig(max_batch_size=self.serving.max_batch_size, batcher=batcher),
+                    strict=True,
+                )
+            self.triton.run()
+        except Exception as exc:  # PyTriton raises its own errors (ports taken, server died)
+            self.stop()
+            raise SiameseError(f"Triton did not start on {self.address.host}: {exc}") from None
+        return self
+
+    def serve_forever(self) -> None:
+        """Block until interrupted (Ctrl-C or SIGTERM), then stop."""
+        try:
+            self.triton.serve()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.triton is not None:
+            self.triton.stop()
+            self.triton = None
+        self.runner.close()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

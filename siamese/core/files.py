@@ -1,0 +1,94 @@
+"""File helpers shared by checkpoints, downloads, exports and reports; no torch import.
+
+Every result file is written to a temporary sibling, flushed to disk and renamed over its
+name, so a kill or a full disk never leaves a partial file where a good one is expected;
+a write that fails (full, read-only, missing permission) is one error naming the path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from siamese.core.errors import SiameseError
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cannot_write(path: Path, exc: OSError) -> SiameseError:
+    return SiameseError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename over `path`: a crash leaves the old file intact.
+
+    Temporary files that a killed earlier write of `path` left behind are removed first.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # on disk before it takes the name: no empty file after a power cut
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(folder: Path) -> Path:
+    """Make `folder` if needed and prove a file can be created in it, before any long work."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SiameseError(f"cannot write into {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, data, indent: int | None = 2) -> None:
+    write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
+def append_line(path: Path, line: str) -> None:
+    """One line appended to a log (metrics.jsonl); a failed write names the file."""
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
+def write_png(fig, path: Path, dpi: int) -> None:
+    """A matplotlib figure saved as PNG, atomically, then closed."""
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)

@@ -1,0 +1,3 @@
+"""Whether two runtimes agree: the comparator (tolerances, decisions, accuracy) and the inputs
+parity runs on.
+"""

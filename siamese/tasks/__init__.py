@@ -1,0 +1,3 @@
+"""The library behind the commands that read artifacts: export a checkpoint, verify pairs with an
+export, evaluate on a pair list.
+"""

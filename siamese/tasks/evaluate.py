@@ -1,0 +1,224 @@
+"""`siamese-eval`: how well a checkpoint or an export verifies the pairs of any pair list.
+
+Figures: accuracy at the model's stored threshold; the best accuracy any threshold reaches on
+this very list (the gap between the two shows how well the threshold transfers); ROC AUC;
+EER; the true-accept rate at false-accept rates of 1e-2 and 1e-3; and, for a View 2 file,
+the 10-fold figure of LFW's protocol (each fold's threshold chosen on the other nine, mean
+and standard deviation). Written as JSON with a ROC curve and a histogram of the scores of
+same and different pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from siamese.artifacts.checkpoint import load_checkpoint
+from siamese.artifacts.folder import DEFAULT_POLICY, MANIFEST, ExportPolicy
+from siamese.core.errors import SiameseError
+from siamese.core.files import check_writable, write_json, write_png
+from siamese.core.metrics import best_threshold, decide, equal_error_rate, roc_auc, roc_curve
+from siamese.core.model import SiameseNet
+from siamese.core.pairs import read_pairs
+from siamese.core.preprocess import NORMALIZATION, check_pair_images, to_model_input
+from siamese.data.lfw import ImageBank, PairSet
+
+FARS = (1e-2, 1e-3)
+
+
+@dataclass
+class Scored:
+    """Every pair's score, and how the model reads a score."""
+
+    scores: np.ndarray
+    same: np.ndarray  # labels
+    folds: np.ndarray | None  # View 2 fold of each pair
+    threshold: float
+    higher_is_same: bool
+    variant: str
+    source: str
+
+
+@dataclass
+class Evaluation:
+    source: str
+    pairs_file: str
+    n_pairs: int
+    variant: str
+    threshold: float
+    accuracy: float  # at the stored threshold
+    best_accuracy: float  # at the best threshold for this list
+    best_threshold: float
+    auc: float
+    eer: float
+    tar_at_far: dict[str, float]
+    folds: dict | None = None  # View 2: per-fold accuracy, mean, std
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """The highest true-accept rate whose false-accept rate does not exceed `far`."""
+    return float(tpr[fpr <= far].max(initial=0.0))
+
+
+def fold_accuracies(scored: Scored) -> dict:
+    """LFW View 2: each fold tested at the threshold that is best on the other folds."""
+    accuracies = []
+    for fold in np.unique(scored.folds):
+        test = scored.folds == fold
+        cut = best_threshold(scored.scores[~test], scored.same[~test], scored.higher_is_same)
+        accuracies.append(float((decide(scored.scores[test], cut, scored.higher_is_same) == scored.same[test]).mean()))
+    return {"accuracies": accuracies, "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))}
+
+
+def metrics(scored: Scored, pairs_file: Path) -> Evaluation:
+    fpr, tpr, _ = roc_curve(scored.scores, scored.same, scored.higher_is_same)
+    cut = best_threshold(scored.scores, scored.same, scored.higher_is_same)
+
+    def accuracy(threshold: float) -> float:
+        return float((decide(scored.scores, threshold, scored.higher_is_same) == scored.same).mean())
+
+    multi_fold = scored.folds is not None and len(np.unique(scored.folds)) > 1
+    return Evaluation(
+        source=scored.source,
+        pairs_file=str(pairs_file),
+        n_pairs=len(scored.scores),
+        variant=scored.variant,
+        threshold=scored.threshold,
+        accuracy=accuracy(scored.threshold),
+        best_accuracy=accuracy(cut),
+        best_threshold=cut,
+        auc=roc_auc(fpr, tpr),
+        eer=equal_error_rate(fpr, tpr),
+        tar_at_far={f"{far:g}": tar_at_far(fpr, tpr, far) for far in FARS},
+        folds=fold_accuracies(scored) if multi_fold else None,
+    )
+
+
+@torch.no_grad()
+def predict(model: SiameseNet, bank: ImageBank, pairs: PairSet, device, batch_size: int = 64) -> np.ndarray:
+    """Scores of every pair; each distinct image is embedded once."""
+    model.eval()
+    rows, inverse = torch.unique(torch.cat([pairs.a, pairs.b]), return_inverse=True)
+    features = torch.cat(
+        [
+            model.embed(to_model_input(bank.images[rows[i : i + batch_size]].to(device), NORMALIZATION))
+            for i in range(0, len(rows), batch_size)
+        ]
+    )
+    fa, fb = features[inverse].chunk(2)
+    return model.score(model.compare(fa, fb)).float().cpu().numpy()
+
+
+def score_export(folder: Path, pairs, image_root: Path, runtime: str, policy: ExportPolicy) -> Scored:
+    from siamese.tasks.verify import Verifier
+
+    verifier = Verifier(folder, runtime, policy=policy)
+    rows = verifier.verify_pairs(pairs, image_root)
+    meta = verifier.metadata
+    return Scored(
+        np.array([r["score"] for r in rows]),
+        np.array([p.same == 1 for p in pairs]),
+        None,
+        meta.threshold,
+        meta.higher_is_same,
+        meta.variant,
+        f"export {folder} ({runtime})",
+    )
+
+
+def score_checkpoint(path: Path, pairs, image_root: Path, device: str = "cpu") -> Scored:
+    ckpt = load_checkpoint(path)
+    if ckpt.threshold is None:
+        raise SiameseError(f"{path}: has no decision threshold: training did not finish its evaluation")
+    bank = ImageBank.decode(image_root, [k for p in pairs for k in (p.a, p.b)], ckpt.model_config.image_size)
+    scores = predict(ckpt.build_model().to(device), bank, PairSet.from_pairs(bank, pairs), torch.device(device))
+    return Scored(
+        scores,
+        np.array([p.same == 1 for p in pairs]),
+        None,
+        ckpt.threshold,
+        ckpt.higher_is_same,
+        ckpt.variant,
+        f"checkpoint {path}",
+    )
+
+
+def evaluate(
+    source: Path,
+    pairs_file: Path,
+    image_root: Path | None = None,
+    runtime: str = "ort-cpu",
+    out: Path | None = None,
+    policy: ExportPolicy = DEFAULT_POLICY,
+) -> Evaluation:
+    """Score every pair of `pairs_file` with a checkpoint (.pt) or an export folder; write JSON and plots to `out`."""
+    from siamese.tasks.verify import image_root_for
+
+    source = Path(source)
+    pairs = read_pairs(pairs_file)
+    if len({p.same for p in pairs}) < 2:
+        raise SiameseError(f"{pairs_file}: every pair is labelled {pairs[0].same}; evaluation needs both kinds")
+    is_export = source.is_dir() and (source / MANIFEST).is_file()
+    if not is_export and not source.is_file():
+        raise SiameseError(f"{source}: neither a checkpoint file nor an export folder")
+    image_root = check_pair_images(image_root or image_root_for(pairs_file), (k for p in pairs for k in (p.a, p.b)))
+    if out is not None:
+        check_writable(out)
+    if is_export:
+        scored = score_export(source, pairs, image_root, runtime, policy)
+    else:
+        scored = score_checkpoint(source, pairs, image_root)
+    folds = [p.fold for p in pairs]
+    scored.folds = None if any(f is None for f in folds) else np.array(folds)
+    return report(scored, pairs_file, out)
+
+
+def report(scored: Scored, pairs_file, out: Path | None = None) -> Evaluation:
+    """The figures of scored pairs; with `out`, also eval.json, roc.png and scores.png there."""
+    result = metrics(scored, pairs_file)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "eval.json", result.to_dict())
+        title = f"{scored.variant} on {Path(pairs_file).name}: AUC {result.auc:.3f}"
+        plot_roc(out / "roc.png", scored.scores, scored.same, scored.higher_is_same, title)
+        plot_histogram(out / "scores.png", scored, title)
+    return result
+
+
+def plot_roc(path: Path, scores, same, higher_is_same: bool, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fpr, tpr, _ = roc_curve(scores, same, higher_is_same)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, lw=2, label="pairs")
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="chance")
+    ax.set(xlabel="false accept rate", ylabel="true accept rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    write_png(fig, path, dpi=120)
+
+
+def plot_histogram(path: Path, scored: Scored, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(scored.scores, bins=40)
+    ax.hist(scored.scores[scored.same], bins=bins, alpha=0.6, label="same person")
+    ax.hist(scored.scores[~scored.same], bins=bins, alpha=0.6, label="different people")
+    ax.axvline(scored.threshold, color="black", lw=1, label=f"stored threshold {scored.threshold:.4g}")
+    ax.set(xlabel="probability" if scored.higher_is_same else "distance", ylabel="pairs", title=title)
+    ax.legend()
+    fig.tight_layout()
+    write_png(fig, path, dpi=120)
