@@ -10,7 +10,7 @@ ARGS ?=
 export SIAMESE_LFW ?= $(abspath $(wildcard ../shared/data/lfw))
 NPROC ?= 1
 # NPROC > 1: one process per GPU (NCCL) or per share of the CPU cores (gloo), under torchrun
-TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/siamese-train,$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m siamese.training.loop)
+TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/siamese-train,$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m siamese.cli.train)
 
 .PHONY: install train export bench test lint clean
 

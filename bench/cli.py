@@ -11,8 +11,9 @@ from bench.harness import main as bench_main
 from bench.timing import TimingConfig
 from siamese.artifacts.folder import ExportPolicy
 from siamese.backends import RUNTIMES
-from siamese.cli.options import FiniteFloat, IntList, OutputFile, policy_options
+from siamese.cli.options import policy_options
 from siamese.core.errors import user_errors
+from siamese.core.params import FiniteFloat, IntList, OutputFile
 
 TOLERANCE_KEYS = ("atol", "rtol", "accuracy_delta")
 

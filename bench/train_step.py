@@ -29,7 +29,8 @@ import torch
 
 from siamese.core.model import SiameseNet, all_pairs_loss
 from siamese.data.lfw import IdentityBatch
-from siamese.training.loop import TrainConfig, training_embedding
+from siamese.training.config import TrainConfig
+from siamese.training.loop import training_embedding
 
 MODES = ("fp32", "bf16", "channels-last", "compile", "bf16-compile")
 

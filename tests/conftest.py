@@ -34,14 +34,12 @@ def make_test_checkpoint(path: Path, variant: str, image_size: int = 16, seed: i
     return untrained_checkpoint(path, variant, image_size, seed, data)
 
 
-def writable_formats() -> list[str]:
-    """Every export format this machine can write: `all`, plus the OpenVINO IR that `all`
-    leaves out (a second copy of the weights) wherever openvino is installed."""
-    import importlib.util
+def writable_formats(dtype: str = "fp32") -> list[str]:
+    """Every export format this machine can write in `dtype`, the OpenVINO IR that `all`
+    leaves out in float (a second copy of the weights) among them."""
+    from siamese.artifacts.formats import FORMATS
 
-    from siamese.tasks.export import available_formats
-
-    return available_formats() + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    return [f.name for f in FORMATS.values() if f.supports(dtype) and f.missing(dtype) is None]
 
 
 @pytest.fixture(scope="session")

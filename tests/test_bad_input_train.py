@@ -7,8 +7,8 @@ import torch
 from click.testing import CliRunner
 from refusals import ERROR, USAGE, assert_refused
 
-from siamese import cli
 from siamese.artifacts.checkpoint import load_checkpoint
+from siamese.cli import train as train_cli
 
 TINY = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "64", "--variant", "contrastive"]
 
@@ -16,7 +16,7 @@ TINY = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "64", "--varia
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "1", "--out", str(out)])
+    result = CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -43,46 +43,52 @@ def finished(tmp_path_factory):
 )
 def test_bad_option_values_fail_at_parse_time(tmp_path, option, value, message):
     args = [*TINY, "--out", tmp_path / "runs", option, value]
-    assert_refused(cli.train, args, message, USAGE, [tmp_path])
+    assert_refused(train_cli.main, args, message, USAGE, [tmp_path])
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_bce_head_for_the_contrastive_variant_is_refused(tmp_path):
     args = [*TINY, "--head", "diff-prod", "--out", tmp_path]
-    assert_refused(cli.train, args, "--head diff-prod is a bce head", ERROR, [tmp_path])
+    assert_refused(train_cli.main, args, "--head diff-prod is a bce head", ERROR, [tmp_path])
 
 
 def test_an_existing_run_is_not_overwritten(finished):
-    assert_refused(cli.train, [*TINY, "--out", finished], "exists: pass --resume to continue it", ERROR, [finished])
+    assert_refused(
+        train_cli.main, [*TINY, "--out", finished], "exists: pass --resume to continue it", ERROR, [finished]
+    )
 
 
 def test_resuming_a_different_model_is_refused_before_any_work(finished):
     args = [*TINY, "--out", finished, "--resume", "--epochs", "2", "--margin", "7"]
     assert_refused(
-        cli.train, args, r"was trained as ModelConfig\(.*margin=90.0.*not ModelConfig\(.*margin=7.0", ERROR, [finished]
+        train_cli.main,
+        args,
+        r"was trained as ModelConfig\(.*margin=90.0.*not ModelConfig\(.*margin=7.0",
+        ERROR,
+        [finished],
     )
 
 
 def test_resuming_a_finished_run_asks_for_more_epochs(finished):
     args = [*TINY, "--out", finished, "--resume", "--epochs", "1"]
-    assert_refused(cli.train, args, "already finished 1 epochs; raise --epochs", ERROR, [finished])
+    assert_refused(train_cli.main, args, "already finished 1 epochs; raise --epochs", ERROR, [finished])
 
 
 def test_an_output_that_is_a_file_is_refused_before_any_work(tmp_path):
     blocker = tmp_path / "runs"
     blocker.write_text("not a folder")
-    assert_refused(cli.train, [*TINY, "--out", blocker], "cannot write into .*runs", ERROR, [tmp_path])
+    assert_refused(train_cli.main, [*TINY, "--out", blocker], "cannot write into .*runs", ERROR, [tmp_path])
 
 
 def test_missing_data_is_one_line(tmp_path):
     args = ["--data", tmp_path / "nowhere", "--variant", "contrastive", "--out", tmp_path / "runs"]
-    assert_refused(cli.train, args, "nowhere", ERROR, [tmp_path])
+    assert_refused(train_cli.main, args, "nowhere", ERROR, [tmp_path])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present: asking for it is not an error")
 def test_cuda_without_a_gpu_is_refused(tmp_path):
     assert_refused(
-        cli.train, [*TINY, "--device", "cuda", "--out", tmp_path], "CUDA is not available", ERROR, [tmp_path]
+        train_cli.main, [*TINY, "--device", "cuda", "--out", tmp_path], "CUDA is not available", ERROR, [tmp_path]
     )
 
 
@@ -91,7 +97,7 @@ def test_an_empty_pair_list_is_refused_before_decoding(lfw_dir, tmp_path, cache_
     empty.write_text("0\n")
     args = ["--data", lfw_dir, "--train-pairs", empty, "--cache", cache_dir, "--out", tmp_path / "runs"]
     assert_refused(
-        cli.train, [*args, "--variant", "contrastive"], "empty.txt: the list holds no pairs", ERROR, [tmp_path]
+        train_cli.main, [*args, "--variant", "contrastive"], "empty.txt: the list holds no pairs", ERROR, [tmp_path]
     )
 
 
@@ -119,7 +125,7 @@ def test_an_edited_checkpoint_is_refused_with_the_file_and_key(finished, tmp_pat
     edit(raw)
     torch.save(raw, path)
     args = [*TINY, "--out", out, "--resume", "--epochs", "2"]
-    output = assert_refused(cli.train, args, message, ERROR, [out])
+    output = assert_refused(train_cli.main, args, message, ERROR, [out])
     assert str(path) in output
 
 

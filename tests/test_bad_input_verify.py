@@ -5,7 +5,7 @@ import shutil
 import pytest
 from refusals import ERROR, GOOD_PAIRS, METADATA_EDITS, USAGE, assert_refused, edited_export, pair_list
 
-from siamese import cli
+from siamese.cli import verify as verify_cli
 
 
 @pytest.mark.parametrize(
@@ -21,17 +21,17 @@ from siamese import cli
     ],
 )
 def test_bad_usage(tmp_path, args, message):
-    assert_refused(cli.verify, args, message, USAGE, [tmp_path])
+    assert_refused(verify_cli.main, args, message, USAGE, [tmp_path])
 
 
 def test_not_an_export(tmp_path):
-    assert_refused(cli.verify, ["--export", tmp_path, "a.png", "b.png"], "not an export folder", ERROR, [tmp_path])
+    assert_refused(verify_cli.main, ["--export", tmp_path, "a.png", "b.png"], "not an export folder", ERROR, [tmp_path])
 
 
 @pytest.mark.parametrize("edit, message", METADATA_EDITS)
 def test_edited_metadata_is_refused_with_the_file_and_key(contrastive_export, tmp_path, edit, message):
     copy = edited_export(contrastive_export, tmp_path, edit)
-    output = assert_refused(cli.verify, ["--export", copy, "a.png", "b.png"], message, ERROR, [tmp_path])
+    output = assert_refused(verify_cli.main, ["--export", copy, "a.png", "b.png"], message, ERROR, [tmp_path])
     assert "metadata.json" in output
 
 
@@ -43,7 +43,7 @@ def test_a_modified_artifact_fails_its_hash(contrastive_export, tmp_path, image_
         f.write(b"\x00\x01")
     pairs = pair_list(tmp_path, GOOD_PAIRS)
     args = ["--export", copy, "--pairs", pairs, "--images", image_folder]
-    assert_refused(cli.verify, args, "embedding.onnx: sha256 differs from the manifest", ERROR, [tmp_path])
+    assert_refused(verify_cli.main, args, "embedding.onnx: sha256 differs from the manifest", ERROR, [tmp_path])
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_bad_pair_lists(contrastive_export, tmp_path, image_folder, text, messag
         "--output",
         tmp_path / "out.csv",
     ]
-    assert_refused(cli.verify, args, message, ERROR, [tmp_path])
+    assert_refused(verify_cli.main, args, message, ERROR, [tmp_path])
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -78,13 +78,13 @@ def test_a_linked_image_outside_the_root_is_refused(contrastive_export, tmp_path
     (image_folder / "B" / "3.png").symlink_to(tmp_path / "secret.png")
     pairs = pair_list(tmp_path, "A/1.png B/3.png 0\n")
     args = ["--export", contrastive_export, "--pairs", pairs, "--images", image_folder]
-    assert_refused(cli.verify, args, "outside the image root", ERROR, [tmp_path])
+    assert_refused(verify_cli.main, args, "outside the image root", ERROR, [tmp_path])
 
 
 def test_an_image_root_that_is_not_a_folder(contrastive_export, tmp_path):
     pairs = pair_list(tmp_path, GOOD_PAIRS)
     args = ["--export", contrastive_export, "--pairs", pairs, "--images", tmp_path / "none"]
-    assert_refused(cli.verify, args, "image root .*none is not a folder", ERROR, [tmp_path])
+    assert_refused(verify_cli.main, args, "image root .*none is not a folder", ERROR, [tmp_path])
 
 
 def test_duplicate_pairs_are_answered_and_reported(contrastive_export, tmp_path, image_folder):
@@ -92,7 +92,7 @@ def test_duplicate_pairs_are_answered_and_reported(contrastive_export, tmp_path,
 
     pairs = pair_list(tmp_path, GOOD_PAIRS + "A/2.png A/1.png 1\n")
     result = CliRunner().invoke(
-        cli.verify, ["--export", str(contrastive_export), "--pairs", str(pairs), "--images", str(image_folder)]
+        verify_cli.main, ["--export", str(contrastive_export), "--pairs", str(pairs), "--images", str(image_folder)]
     )
     assert result.exit_code == 0 and "warning: " in result.output and "1 repeated pairs" in result.output
     assert "3 pairs" in result.output

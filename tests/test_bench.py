@@ -245,13 +245,13 @@ def test_the_design_card_sequence_works_on_an_onnx_only_export(tmp_path):
     """siamese-export --format onnx, then siamese-bench: eager runs from the export's weights."""
     from conftest import make_test_checkpoint
 
-    from siamese import cli
+    from siamese.cli import export as export_cli
 
     ckpt = make_test_checkpoint(tmp_path / "runs" / "lfw" / "contrastive" / "checkpoint.pt", "contrastive", 16)
     (ckpt.parent / "summary.json").write_text("{}")
     runner = CliRunner()
     exported = runner.invoke(
-        cli.export, ["--runs", str(tmp_path / "runs"), "--format", "onnx", "--out", str(tmp_path / "exports")]
+        export_cli.main, ["--runs", str(tmp_path / "runs"), "--format", "onnx", "--out", str(tmp_path / "exports")]
     )
     assert exported.exit_code == 0, exported.output
     args = ["--export", str(tmp_path / "exports" / "lfw-contrastive-fp32"), "--batch", "2"]

@@ -6,12 +6,17 @@ import torch
 from click.testing import CliRunner
 
 from bench.cli import main as bench_main
-from siamese import cli
 from siamese.artifacts.checkpoint import load_checkpoint, save_checkpoint
+from siamese.cli import data as data_cli
+from siamese.cli import evaluate as evaluate_cli
+from siamese.cli import export as export_cli
+from siamese.cli import train as train_cli
+from siamese.cli import verify as verify_cli
 from siamese.core.errors import SiameseError
 from siamese.core.model import SiameseNet
 from siamese.core.provenance import cxx_compiler, native_bf16
-from siamese.training.loop import StepLoss, TrainConfig, learning_rate, resolve_amp, training_embedding
+from siamese.training.config import TrainConfig
+from siamese.training.loop import StepLoss, learning_rate, resolve_amp, training_embedding
 
 SMALL = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32"]
 # eager fp32: tests below cover the compiled and bf16 defaults; compiling every run would slow CI by minutes
@@ -21,7 +26,7 @@ FAST = [*SMALL, "--amp", "none", "--compile", "off"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    result = CliRunner().invoke(cli.train, [*FAST, "--variant", "both", "--epochs", "2", "--out", str(out)])
+    result = CliRunner().invoke(train_cli.main, [*FAST, "--variant", "both", "--epochs", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out, result
 
@@ -59,7 +64,7 @@ def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
 def test_resume_continues_from_the_last_epoch(trained):
     out, _ = trained
     result = CliRunner().invoke(
-        cli.train, [*FAST, "--variant", "contrastive", "--epochs", "3", "--out", str(out), "--resume"]
+        train_cli.main, [*FAST, "--variant", "contrastive", "--epochs", "3", "--out", str(out), "--resume"]
     )
     assert result.exit_code == 0, result.output
     run = out / "synthetic" / "contrastive"
@@ -70,7 +75,7 @@ def test_resume_continues_from_the_last_epoch(trained):
 def test_existing_run_is_not_overwritten_without_resume(trained):
     out, _ = trained
     before = (out / "synthetic" / "bce" / "checkpoint.pt").read_bytes()
-    result = CliRunner().invoke(cli.train, [*FAST, "--variant", "bce", "--epochs", "1", "--out", str(out)])
+    result = CliRunner().invoke(train_cli.main, [*FAST, "--variant", "bce", "--epochs", "1", "--out", str(out)])
     assert result.exit_code != 0 and "pass --resume" in result.output
     assert (out / "synthetic" / "bce" / "checkpoint.pt").read_bytes() == before
 
@@ -78,7 +83,7 @@ def test_existing_run_is_not_overwritten_without_resume(trained):
 def test_bad_data_is_a_one_line_error(tmp_path):
     (tmp_path / "lfw").mkdir()
     (tmp_path / "lfw" / "pairsDevTrain.txt").write_text("oops\n")
-    result = CliRunner().invoke(cli.train, ["--data", str(tmp_path / "lfw"), "--out", str(tmp_path)])
+    result = CliRunner().invoke(train_cli.main, ["--data", str(tmp_path / "lfw"), "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert result.output.strip().startswith("Error: ") and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -146,12 +151,14 @@ def test_fetch_without_network_fails_fast_and_names_data_option(tmp_path, monkey
 
     monkeypatch.setattr(urllib.request, "urlopen", no_dns)
     start = time.monotonic()
-    result = CliRunner().invoke(cli.data, ["fetch", "--dest", str(tmp_path / "lfw")])
+    result = CliRunner().invoke(data_cli.main, ["fetch", "--dest", str(tmp_path / "lfw")])
     assert result.exit_code == 1 and "--data PATH" in result.output
     assert time.monotonic() - start < 5
 
 
-@pytest.mark.parametrize("command", [cli.train, cli.export, cli.verify, cli.evaluate, cli.data, bench_main])
+@pytest.mark.parametrize(
+    "command", [train_cli.main, export_cli.main, verify_cli.main, evaluate_cli.main, data_cli.main, bench_main]
+)
 def test_every_console_script_answers_help(command):
     result = CliRunner().invoke(command, ["--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
@@ -189,7 +196,7 @@ def test_the_diff_prod_head_is_trained_exported_and_named_everywhere(tmp_path):
 
     out = tmp_path / "runs"
     args = [*FAST, "--variant", "bce", "--head", "diff-prod", "--epochs", "1", "--out", str(out)]
-    result = CliRunner().invoke(cli.train, args)
+    result = CliRunner().invoke(train_cli.main, args)
     assert result.exit_code == 0, result.output
     run = out / "synthetic" / "bce-diff-prod"
     assert "| synthetic | bce | diff-prod | 1 |" in result.output
@@ -204,13 +211,13 @@ def test_the_diff_prod_head_is_trained_exported_and_named_everywhere(tmp_path):
 
 def test_a_head_for_contrastive_is_refused_before_any_work(tmp_path):
     args = [*FAST, "--variant", "contrastive", "--head", "diff-prod", "--out", str(tmp_path)]
-    result = CliRunner().invoke(cli.train, args)
+    result = CliRunner().invoke(train_cli.main, args)
     assert result.exit_code == 1 and "bce head" in result.output and not any(tmp_path.iterdir())
 
 
 def test_fixed_pair_sampling_trains_on_the_requested_pairs(tmp_path):
     result = CliRunner().invoke(
-        cli.train, [*FAST, "--variant", "bce", "--epochs", "1", "--sampling", "pairs", "--out", str(tmp_path)]
+        train_cli.main, [*FAST, "--variant", "bce", "--epochs", "1", "--sampling", "pairs", "--out", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
     (line,) = (tmp_path / "synthetic" / "bce" / "metrics.jsonl").read_text().splitlines()
@@ -237,7 +244,7 @@ def test_each_variant_trains_its_own_epochs_unless_chosen(monkeypatch):
 
     chosen = []
     monkeypatch.setattr(siamese.training.loop, "main", lambda cfg, variants: chosen.append(cfg))
-    assert CliRunner().invoke(cli.train, ["--variant", "both"]).exit_code == 0
+    assert CliRunner().invoke(train_cli.main, ["--variant", "both"]).exit_code == 0
     runs = {v: chosen[0].for_variant(v) for v in ("contrastive", "bce")}  # as the CLI's defaults leave it
     assert (runs["contrastive"].epochs, runs["bce"].epochs) == (9, 8)
     assert TrainConfig(epochs=3).for_variant("bce").epochs == 3 and TrainConfig(variant="bce").epochs_used == 8
@@ -261,7 +268,7 @@ def test_compiled_training_matches_eager_and_keeps_plain_checkpoint_keys(tmp_pat
     runs = {}
     for mode in ("on", "off"):
         args = [*SMALL, "--amp", "none", "--compile", mode, "--variant", "contrastive", "--epochs", "1"]
-        result = CliRunner().invoke(cli.train, [*args, "--val-identities", "0", "--out", str(tmp_path / mode)])
+        result = CliRunner().invoke(train_cli.main, [*args, "--val-identities", "0", "--out", str(tmp_path / mode)])
         assert result.exit_code == 0, result.output
         runs[mode] = tmp_path / mode / "synthetic" / "contrastive"
     losses = {m: json.loads((r / "metrics.jsonl").read_text())["train_loss"] for m, r in runs.items()}
@@ -307,7 +314,7 @@ def test_a_training_step_autocasts_exactly_when_its_precision_is_bf16(amp):
 
 def test_the_default_run_records_the_precision_this_machine_trained_in(tmp_path):
     args = [*SMALL, "--compile", "off", "--variant", "contrastive", "--epochs", "1", "--out", str(tmp_path)]
-    result = CliRunner().invoke(cli.train, args)  # --amp left at its default, auto
+    result = CliRunner().invoke(train_cli.main, args)  # --amp left at its default, auto
     assert result.exit_code == 0, result.output
     run = tmp_path / "synthetic" / "contrastive"
     expected = "bf16" if native_bf16(torch.device("cpu")) else "none"

@@ -7,8 +7,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from siamese import cli
 from siamese.artifacts.checkpoint import load_checkpoint
+from siamese.cli import train as train_cli
 from siamese.core.model import SiameseNet
 from siamese.training.distributed import Distributed, weights_digest
 
@@ -27,7 +27,7 @@ def test_shards_are_disjoint_equal_and_cover_all_that_divides_evenly():
 def torchrun_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += ["-m", "siamese.training.loop", *TINY, "--epochs", "2", "--out", str(out)]
+    command += ["-m", "siamese.cli.train", *TINY, "--epochs", "2", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return out / "synthetic" / "bce", done
@@ -50,7 +50,7 @@ def test_two_ranks_end_with_identical_weights_and_rank_0_alone_writes(torchrun_r
 def test_a_torchrun_checkpoint_resumes_in_a_single_process(torchrun_run):
     run, _ = torchrun_run
     out = run.parents[1]
-    result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "3", "--resume", "--out", str(out)])
+    result = CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "3", "--resume", "--out", str(out)])
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2, 3]

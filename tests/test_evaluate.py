@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from siamese import cli
+from siamese.cli import evaluate as evaluate_cli
 from siamese.tasks.evaluate import Scored, fold_accuracies, metrics, tar_at_far
 
 
@@ -50,7 +50,7 @@ def test_eval_of_a_checkpoint_and_its_export_agree_and_write_json_and_plots(smal
     for name, source in (("export", dest), ("checkpoint", ckpt)):
         out = tmp_path / name
         args = [str(source), "--pairs", str(view2_file), "--images", str(images), "--out", str(out)]
-        done = runner.invoke(cli.evaluate, args)
+        done = runner.invoke(evaluate_cli.main, args)
         assert done.exit_code == 0, done.output
         assert "2-fold" in done.output and "TAR@FAR 0.001" in done.output
         results[name] = json.loads((out / "eval.json").read_text())
@@ -64,5 +64,5 @@ def test_eval_of_a_checkpoint_and_its_export_agree_and_write_json_and_plots(smal
 
 def test_eval_refuses_what_is_neither_a_checkpoint_nor_an_export(tmp_path, view2_file):
     (tmp_path / "folder").mkdir()
-    done = CliRunner().invoke(cli.evaluate, [str(tmp_path / "folder"), "--pairs", str(view2_file)])
+    done = CliRunner().invoke(evaluate_cli.main, [str(tmp_path / "folder"), "--pairs", str(view2_file)])
     assert done.exit_code == 1 and "neither a checkpoint file nor an export folder" in done.output

@@ -11,12 +11,16 @@ import torch
 from click.testing import CliRunner
 from conftest import make_test_checkpoint, writable_formats
 
-from siamese import cli
 from siamese.artifacts.checkpoint import load_checkpoint, save_checkpoint
-from siamese.artifacts.folder import FORMATS, GRAPHS, WEIGHTS, ExportFolder, ExportPolicy, artifact_name
+from siamese.artifacts.folder import WEIGHTS, ExportFolder, ExportPolicy
+from siamese.artifacts.formats import FORMATS, GRAPHS, artifact_name
 from siamese.artifacts.graphs import graphs_from_checkpoint
+from siamese.backends.onnx.writer import write_onnx
+from siamese.backends.torch.writers import write_pt2, write_torchscript
+from siamese.cli import export as export_cli
+from siamese.cli import verify as verify_cli
 from siamese.core.errors import SiameseError
-from siamese.tasks.export import export_checkpoint, resolve_formats, write_onnx, write_pt2, write_torchscript
+from siamese.tasks.export import export_checkpoint, resolve_formats
 
 SIZE = 16
 FORMATS_HERE = writable_formats()
@@ -54,9 +58,7 @@ def test_round_trip_matches_eager(exported, fmt):
     with torch.inference_mode():
         ref_score, ref_same = graphs["pair"](torch.from_numpy(a), torch.from_numpy(b))
         ref_features = graphs["embedding"](torch.from_numpy(a))
-    from siamese.backends import FORMAT_RUNNERS
-
-    runner = loaded(folder.path, FORMAT_RUNNERS[fmt])
+    runner = loaded(folder.path, FORMATS[fmt].verified_by)
     out = runner.pair(a, b)
     np.testing.assert_allclose(out["score"], ref_score.numpy(), rtol=1e-4, atol=1e-5)
     assert out["same"].dtype == np.bool_ and (out["same"] == ref_same.numpy()).all()
@@ -270,7 +272,7 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
     (ckpt.parent / "summary.json").write_text("{}")
     runner = CliRunner()
     result = runner.invoke(
-        cli.export,
+        export_cli.main,
         [
             "--runs",
             str(tmp_path / "runs"),
@@ -286,7 +288,7 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
     dest = tmp_path / "exports" / "lfw-contrastive-fp32"
     assert "exported" in result.output and (dest / "pair.onnx").is_file()
     again = runner.invoke(
-        cli.export, ["--checkpoint", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "exports")]
+        export_cli.main, ["--checkpoint", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "exports")]
     )
     assert again.exit_code == 1 and "--force" in again.output
 
@@ -297,7 +299,7 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
         root / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg",
         root / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg",
     )
-    one = runner.invoke(cli.verify, [str(a), str(b), "--export", str(dest)])
+    one = runner.invoke(verify_cli.main, [str(a), str(b), "--export", str(dest)])
     assert one.exit_code == 0 and "person: distance" in one.output, one.output
     pairs = tmp_path / "pairs.txt"
     pairs.write_text(
@@ -305,13 +307,13 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
     )
     out = tmp_path / "results.json"
     many = runner.invoke(
-        cli.verify,
+        verify_cli.main,
         ["--pairs", str(pairs), "--images", str(root), "--export", str(dest), "--output", str(out)],
     )
     assert many.exit_code == 0 and "2 pairs" in many.output and "accuracy" in many.output, many.output
     rows = json.loads(out.read_text())
     assert [r["label"] for r in rows] == [1, 0] and {"score", "same"} <= set(rows[0])
-    bad = runner.invoke(cli.verify, [str(a), str(tmp_path / "pairs.txt"), "--export", str(dest)])
+    bad = runner.invoke(verify_cli.main, [str(a), str(tmp_path / "pairs.txt"), "--export", str(dest)])
     assert bad.exit_code == 1 and "cannot decode image" in bad.output and "Traceback" not in bad.output
 
 

@@ -1,6 +1,7 @@
 """Faults: a full disk, a kill in the middle of a write or of training, a diverging loss.
 Nothing is lost and nothing partial is left where a good file is expected."""
 
+import dataclasses
 import errno
 import json
 import os
@@ -14,8 +15,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from siamese import cli
 from siamese.artifacts.checkpoint import load_checkpoint
+from siamese.cli import export as export_cli
+from siamese.cli import train as train_cli
 from siamese.core.errors import SiameseError
 from siamese.core.files import atomic_write, write_json
 
@@ -48,7 +50,7 @@ def test_a_killed_write_leaves_only_a_temporary_file_that_the_next_write_removes
 
 def test_a_full_disk_during_training_stops_with_the_path_and_the_last_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "runs"
-    assert CliRunner().invoke(cli.train, [*TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    assert CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
     ckpt = out / "synthetic" / "contrastive" / "checkpoint.pt"
     before = ckpt.read_bytes()
 
@@ -56,7 +58,7 @@ def test_a_full_disk_during_training_stops_with_the_path_and_the_last_checkpoint
         atomic_write(path, no_space)
 
     monkeypatch.setattr("siamese.training.loop.save_checkpoint", full)
-    result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "2", "--out", str(out), "--resume"])
+    result = CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "2", "--out", str(out), "--resume"])
     assert result.exit_code == 1 and f"cannot write {ckpt}: No space left on device" in result.output
     assert ckpt.read_bytes() == before
     lines = (ckpt.parent / "metrics.jsonl").read_text().splitlines()
@@ -75,11 +77,11 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
         return (loss * float("nan") if calls["n"] > 3 else loss), pairs, images
 
     out = tmp_path / "runs"
-    assert CliRunner().invoke(cli.train, [*TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    assert CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
     run = out / "synthetic" / "contrastive"
     good = load_checkpoint(run / "checkpoint.pt")
     monkeypatch.setattr(siamese.training.loop, "batch_loss", diverging)
-    result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "3", "--out", str(out), "--resume"])
+    result = CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "3", "--out", str(out), "--resume"])
     assert result.exit_code == 1 and "contrastive: loss became nan at epoch 2" in result.output
     kept = load_checkpoint(run / "checkpoint.pt")
     assert kept.epoch == 1 and all(torch.equal(kept.model[k], good.model[k]) for k in good.model)
@@ -87,11 +89,11 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
 
 def test_a_resume_logs_the_epoch_that_a_kill_saved_but_did_not_log(tmp_path):
     out = tmp_path / "runs"
-    assert CliRunner().invoke(cli.train, [*TINY, "--epochs", "2", "--out", str(out)]).exit_code == 0
+    assert CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "2", "--out", str(out)]).exit_code == 0
     metrics = out / "synthetic" / "contrastive" / "metrics.jsonl"
     logged = metrics.read_text().splitlines()
     metrics.write_text(logged[0] + "\n")  # killed after epoch 2's checkpoint, before its line
-    result = CliRunner().invoke(cli.train, [*TINY, "--epochs", "3", "--out", str(out), "--resume"])
+    result = CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "3", "--out", str(out), "--resume"])
     assert result.exit_code == 0, result.output
     lines = metrics.read_text().splitlines()
     assert lines[:2] == logged and [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
@@ -100,7 +102,7 @@ def test_a_resume_logs_the_epoch_that_a_kill_saved_but_did_not_log(tmp_path):
 def train_process(out: Path, epochs: int, resume: bool = False) -> subprocess.Popen:
     args = [*TINY, "--pairs-per-epoch", "2048", "--epochs", str(epochs), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the same float sums in every run
-    code = "from siamese.cli import train; train()"
+    code = "from siamese.cli.train import main; main()"
     return subprocess.Popen(
         [sys.executable, "-c", code, *args, *(["--resume"] if resume else [])],
         stdout=subprocess.PIPE,
@@ -151,18 +153,18 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 def test_a_full_disk_during_export_keeps_the_old_export_and_leaves_no_partial_folder(small_export, monkeypatch):
     from refusals import snapshot
 
-    import siamese.tasks.export
-
     ckpt, dest, _ = small_export("contrastive")
     before = snapshot(dest.parent)
 
-    def full(module, graph, path, meta):
+    def full(module, graph, path, meta, calibration=None):
         path.write_bytes(b"half")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setitem(siamese.tasks.export.WRITERS, "onnx", full)
+    from siamese.artifacts.formats import FORMATS
+
+    monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], writer=full))
     result = CliRunner().invoke(
-        cli.export,
+        export_cli.main,
         ["--checkpoint", str(ckpt), "--out", str(dest.parent), "--name", dest.name, "--format", "onnx", "--force"],
     )
     assert result.exit_code == 1 and "writing embedding.onnx failed: OSError: [Errno 28] No space left" in result.output

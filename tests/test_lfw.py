@@ -5,7 +5,8 @@ import torch
 from siamese.core.model import SiameseNet
 from siamese.data.lfw import load_lfw
 from siamese.tasks.evaluate import predict
-from siamese.training.loop import TrainConfig, train_one_epoch
+from siamese.training.config import TrainConfig
+from siamese.training.loop import train_one_epoch
 
 
 def test_short_training_on_real_lfw_lowers_the_loss(lfw_dir, cache_dir):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from siamese.artifacts.folder import FORMATS, ExportFolder, ExportPolicy
-from siamese.backends import FORMAT_RUNNERS, RUNTIMES, create
+from siamese.artifacts.folder import ExportFolder, ExportPolicy
+from siamese.artifacts.formats import FORMATS
+from siamese.backends import RUNTIMES, create
 from siamese.backends.onnx.runtime import misplaced, node_placement, provider_options, trt_profiles
 from siamese.backends.torch.runner import cuda_math
 from siamese.core.errors import SiameseError
@@ -32,7 +33,7 @@ def test_every_runtime_states_its_abilities():
 
 def test_verify_and_bench_take_the_same_runtime_names():
     from bench.cli import main as bench_cli
-    from siamese.cli import verify
+    from siamese.cli.verify import main as verify
 
     choices = next(p for p in verify.params if p.name == "runtime").type.choices
     assert list(choices) == list(RUNTIMES)
@@ -160,9 +161,9 @@ def test_a_provider_missing_here_is_unavailable_with_the_reason(export):
         assert "TensorrtExecutionProvider" in runner.unavailable(export)
 
 
-@pytest.mark.parametrize("fmt", list(FORMAT_RUNNERS))
+@pytest.mark.parametrize("fmt", list(FORMATS))
 def test_each_format_has_exactly_one_cpu_runner(fmt):
-    runner = create(FORMAT_RUNNERS[fmt])
+    runner = create(FORMATS[fmt].verified_by)
     assert runner.abilities.artifact == fmt and runner.abilities.device == "cpu"
 
 

@@ -10,9 +10,11 @@ from click.testing import CliRunner
 from refusals import ERROR, USAGE, assert_refused, snapshot
 
 from bench.cli import main as bench_cli
-from siamese import cli
 from siamese.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from siamese.artifacts.folder import MANIFEST, SIGNATURE, ExportFolder, ExportPolicy, read_key, sign_manifest
+from siamese.cli import evaluate as evaluate_cli
+from siamese.cli import export as export_cli
+from siamese.cli import verify as verify_cli
 from siamese.core.errors import SiameseError
 from siamese.tasks.export import recover_interrupted, write_manifest
 
@@ -77,9 +79,9 @@ def test_reading_and_comparing_never_load_code(copied_export, tmp_path, code_loa
     export = copied_export()
     pairs = pair_file(tmp_path, export)
     runner = CliRunner()
-    verify = runner.invoke(cli.verify, ["--export", str(export), "--pairs", str(pairs), "--images", str(tmp_path)])
+    verify = runner.invoke(verify_cli.main, ["--export", str(export), "--pairs", str(pairs), "--images", str(tmp_path)])
     assert verify.exit_code == 0 and "2 pairs" in verify.output, verify.output
-    evaluation = runner.invoke(cli.evaluate, [str(export), "--pairs", str(pairs), "--images", str(tmp_path)])
+    evaluation = runner.invoke(evaluate_cli.main, [str(export), "--pairs", str(pairs), "--images", str(tmp_path)])
     assert evaluation.exit_code == 0, evaluation.output
     runtimes = "ort-cpu,eager-fp32-cpu,pt2-cpu,torchscript-cpu,aoti-cpu"
     bench = runner.invoke(
@@ -94,13 +96,14 @@ def test_code_carrying_runtimes_need_trust_export(copied_export, tmp_path, code_
     export = copied_export()
     (tmp_path / "a.png").write_bytes(b"")
     refused = CliRunner().invoke(
-        cli.verify, ["--export", str(export), "--runtime", "pt2-cpu", str(tmp_path / "a.png"), str(tmp_path / "a.png")]
+        verify_cli.main,
+        ["--export", str(export), "--runtime", "pt2-cpu", str(tmp_path / "a.png"), str(tmp_path / "a.png")],
     )
     assert refused.exit_code == ERROR and "pass --trust-export only for an export you made" in refused.output
     assert code_loads == []
     pairs = pair_file(tmp_path, export)
     trusted = CliRunner().invoke(
-        cli.verify,
+        verify_cli.main,
         [
             "--export",
             str(export),
@@ -152,7 +155,7 @@ def test_export_signs_with_the_key_option_and_readers_require_it(small_export, k
     ckpt, _, _ = small_export("contrastive")
     out = tmp_path / "exports"
     result = CliRunner().invoke(
-        cli.export,
+        export_cli.main,
         [
             "--checkpoint",
             str(ckpt),
@@ -173,14 +176,14 @@ def test_export_signs_with_the_key_option_and_readers_require_it(small_export, k
     short = tmp_path / "short.key"
     short.write_bytes(b"123")
     assert_refused(
-        cli.verify,
+        verify_cli.main,
         ["--export", out / "signed", "--verify-key", short, "a.png", "b.png"],
         "holds 3 bytes; use at least 16 random bytes",
         ERROR,
         [out],
     )
     assert_refused(
-        cli.verify,
+        verify_cli.main,
         ["--export", out / "signed", "a.png", "b.png"],
         "image not found",
         ERROR,
@@ -195,7 +198,7 @@ def test_export_names_are_one_plain_folder_name(small_export, tmp_path, name):
     out = tmp_path / "exports"
     out.mkdir()
     assert_refused(
-        cli.export,
+        export_cli.main,
         ["--checkpoint", ckpt, "--format", "onnx", "--out", out, "--name", name],
         "is not a plain name",
         USAGE,
@@ -212,7 +215,7 @@ def test_a_crafted_checkpoint_cannot_steer_the_export_folder(small_export, tmp_p
     out = tmp_path / "deep" / "exports"
     out.mkdir(parents=True)
     assert_refused(
-        cli.export,
+        export_cli.main,
         ["--checkpoint", crafted, "--format", "onnx", "--out", out],
         r"crafted.pt: export name '../../escaped-contrastive-fp32' is not a plain name",
         ERROR,
@@ -227,7 +230,7 @@ def test_force_replaces_only_an_export_folder(small_export, tmp_path):
     (out / "precious").mkdir(parents=True)
     (out / "precious" / "thesis.tex").write_text("years of work")
     assert_refused(
-        cli.export,
+        export_cli.main,
         ["--checkpoint", ckpt, "--format", "onnx", "--out", out, "--name", "precious", "--force"],
         "is not an export folder: --force only replaces an export",
         ERROR,

@@ -142,7 +142,7 @@ def test_a_server_that_is_not_there_is_unavailable_and_a_bad_url_refused(small_e
 def test_siamese_serve_refuses_a_folder_that_is_no_export_in_one_line(tmp_path):
     from click.testing import CliRunner
 
-    from siamese.cli import serve
+    from siamese.cli.serve import main as serve
 
     result = CliRunner().invoke(serve, ["--export", str(tmp_path), "--http-port", "0"])
     assert result.exit_code == 2 and "--http-port" in result.output  # ports are checked at parse time

@@ -15,13 +15,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from siamese.artifacts.formats import DTYPES, FORMATS, artifact_name
 from siamese.core.errors import SiameseError
 from siamese.core.files import sha256_file
 
-FORMATS = ("onnx", "torchscript", "pt2", "aoti", "openvino")
-# openvino: an OpenVINO IR, `<graph>.ov.xml` with its weights in `<graph>.ov.bin`
-SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2", "aoti": ".aoti.pt2", "openvino": ".ov.xml"}
-GRAPHS = ("embedding", "pair", "compare")
 MANIFEST = "manifest.json"
 METADATA = "metadata.json"
 SIGNATURE = "manifest.sig"  # HMAC-SHA256 of manifest.json's bytes, with a key the user holds
@@ -34,13 +31,8 @@ UNTRUSTED = (
 # rebuild the network from this file, so neither ever unpickles anything from an export
 WEIGHTS = "weights.safetensors"
 FEATURE_DIM = 1024  # siamese.core.model.FEATURE_DIM, repeated so reading an export needs no torch
-DTYPES = ("fp32", "fp16", "bf16", "int8")  # what an export can be written in
 # each graph's model name in a Triton repository and on a siamese-serve server
 TRITON_MODELS = {"embedding": "siamese_embedding", "compare": "siamese_compare", "pair": "siamese_pair"}
-
-
-def artifact_name(graph: str, fmt: str) -> str:
-    return graph + SUFFIX[fmt]
 
 
 def path_component(name: str, what: str) -> str:

@@ -16,7 +16,7 @@ from torch import nn
 from siamese.artifacts.checkpoint import Checkpoint
 from siamese.artifacts.folder import WEIGHTS, ExportFolder
 from siamese.core.errors import SiameseError
-from siamese.core.model import ModelConfig, SiameseNet, compare_features, to_score
+from siamese.core.model import FEATURE_DIM, ModelConfig, SiameseNet, compare_features, to_score
 from siamese.core.preprocess import Normalization
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -132,3 +132,18 @@ def graphs_from_weights(export: ExportFolder) -> dict[str, nn.Module]:
     if missing or unexpected:
         raise SiameseError(f"{export.path / WEIGHTS}: weights do not fit the network ({(missing + unexpected)[:3]})")
     return build_graphs(model.eval(), Normalization.from_dict(meta.normalization), meta.threshold)
+
+
+def example_inputs(graph: str, image_size: int, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(0)
+    if graph == "compare":
+        return tuple(torch.randn(batch, FEATURE_DIM, generator=g) for _ in INPUT_NAMES[graph])
+    return tuple(
+        torch.randint(0, 256, (batch, image_size, image_size, 3), dtype=torch.uint8, generator=g)
+        for _ in INPUT_NAMES[graph]
+    )
+
+
+def dynamic_batch(graph: str) -> dict:
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    return {name: {0: batch} for name in INPUT_NAMES[graph]}

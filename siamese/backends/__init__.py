@@ -1,7 +1,8 @@
 """Every runtime an export can run in, under one set of names used by every tool.
 
 Names read `<runtime>[-<precision>]-<device>`. `RUNTIMES` is the single registry that
-`siamese-verify --runtime`, `siamese-bench --runtimes`, the export check and the
+`siamese-verify --runtime`, `siamese-bench --runtimes`, the export check (each format names
+its runtime in siamese.artifacts.formats) and the
 parametrized tests all iterate; modules are imported only when a runner is created, so
 optional dependencies load only when used.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from siamese.backends.base import Abilities, Runner
 from siamese.core.errors import SiameseError
 
-__all__ = ["RUNTIMES", "FORMAT_RUNNERS", "REFERENCE", "Abilities", "Runner", "RunnerSpec", "create"]
+__all__ = ["RUNTIMES", "REFERENCE", "Abilities", "Runner", "RunnerSpec", "create"]
 
 
 @dataclass(frozen=True)
@@ -34,38 +35,30 @@ def _spec(module: str, cls: str, **kwargs) -> RunnerSpec:
 
 
 RUNTIMES: dict[str, RunnerSpec] = {
-    "eager-fp32-cpu": _spec("eager", "Eager"),
-    "eager-bf16-cpu": _spec("eager", "Eager", precision="bf16"),
-    "eager-fp32-channels-last-cpu": _spec("eager", "Eager", channels_last=True),
-    "compile-cpu": _spec("compiled", "Compiled"),
-    "torchscript-cpu": _spec("torchscript", "TorchScript"),
-    "pt2-cpu": _spec("pt2", "ExportedProgram"),
-    "aoti-cpu": _spec("pt2", "AOTInductor"),
-    "ort-cpu": _spec("ort", "OnnxRuntime"),
-    "openvino-cpu": _spec("openvino", "OpenVino"),
-    "openvino-bf16-cpu": _spec("openvino", "OpenVino", precision="bf16"),
-    "openvino-ir-cpu": _spec("openvino", "OpenVino", artifact="openvino"),
-    "eager-fp32-cuda": _spec("eager", "Eager", device="cuda"),
-    "eager-tf32-cuda": _spec("eager", "Eager", device="cuda", precision="tf32"),
-    "eager-bf16-cuda": _spec("eager", "Eager", device="cuda", precision="bf16"),
-    "eager-fp16-cuda": _spec("eager", "Eager", device="cuda", precision="fp16"),
-    "eager-fp32-channels-last-cuda": _spec("eager", "Eager", device="cuda", channels_last=True),
-    "compile-cuda": _spec("compiled", "Compiled", device="cuda"),
-    "compile-max-autotune-cuda": _spec("compiled", "Compiled", device="cuda", mode="max-autotune"),
-    "torchscript-cuda": _spec("torchscript", "TorchScript", device="cuda"),
-    "pt2-cuda": _spec("pt2", "ExportedProgram", device="cuda"),
-    "ort-cuda": _spec("ort", "OnnxRuntime", provider="cuda"),
-    "ort-tf32-cuda": _spec("ort", "OnnxRuntime", provider="cuda", precision="tf32"),
-    "ort-tensorrt": _spec("ort", "OnnxRuntime", provider="tensorrt"),
-    "ort-tensorrt-fp16": _spec("ort", "OnnxRuntime", provider="tensorrt", precision="fp16"),
-}
-# the runner that reads each export format back when an export is checked
-FORMAT_RUNNERS = {
-    "onnx": "ort-cpu",
-    "torchscript": "torchscript-cpu",
-    "pt2": "pt2-cpu",
-    "aoti": "aoti-cpu",
-    "openvino": "openvino-ir-cpu",
+    "eager-fp32-cpu": _spec("torch.eager", "Eager"),
+    "eager-bf16-cpu": _spec("torch.eager", "Eager", precision="bf16"),
+    "eager-fp32-channels-last-cpu": _spec("torch.eager", "Eager", channels_last=True),
+    "compile-cpu": _spec("torch.compiled", "Compiled"),
+    "torchscript-cpu": _spec("torch.torchscript", "TorchScript"),
+    "pt2-cpu": _spec("torch.pt2", "ExportedProgram"),
+    "aoti-cpu": _spec("torch.pt2", "AOTInductor"),
+    "ort-cpu": _spec("onnx.runtime", "OnnxRuntime"),
+    "openvino-cpu": _spec("openvino.runtime", "OpenVino"),
+    "openvino-bf16-cpu": _spec("openvino.runtime", "OpenVino", precision="bf16"),
+    "openvino-ir-cpu": _spec("openvino.runtime", "OpenVino", artifact="openvino"),
+    "eager-fp32-cuda": _spec("torch.eager", "Eager", device="cuda"),
+    "eager-tf32-cuda": _spec("torch.eager", "Eager", device="cuda", precision="tf32"),
+    "eager-bf16-cuda": _spec("torch.eager", "Eager", device="cuda", precision="bf16"),
+    "eager-fp16-cuda": _spec("torch.eager", "Eager", device="cuda", precision="fp16"),
+    "eager-fp32-channels-last-cuda": _spec("torch.eager", "Eager", device="cuda", channels_last=True),
+    "compile-cuda": _spec("torch.compiled", "Compiled", device="cuda"),
+    "compile-max-autotune-cuda": _spec("torch.compiled", "Compiled", device="cuda", mode="max-autotune"),
+    "torchscript-cuda": _spec("torch.torchscript", "TorchScript", device="cuda"),
+    "pt2-cuda": _spec("torch.pt2", "ExportedProgram", device="cuda"),
+    "ort-cuda": _spec("onnx.runtime", "OnnxRuntime", provider="cuda"),
+    "ort-tf32-cuda": _spec("onnx.runtime", "OnnxRuntime", provider="cuda", precision="tf32"),
+    "ort-tensorrt": _spec("onnx.runtime", "OnnxRuntime", provider="tensorrt"),
+    "ort-tensorrt-fp16": _spec("onnx.runtime", "OnnxRuntime", provider="tensorrt", precision="fp16"),
 }
 # the parity reference: the spec network rebuilt from the export's tensor-only weights
 REFERENCE = "eager-fp32-cpu"

@@ -1,87 +1,44 @@
-"""Click option types and shared options of every command: a bad value fails at parse time.
-
-Non-finite numbers, sizes the network cannot take, lists that parse to nothing, unknown
-devices and output files with a suffix no writer knows are all refused before any work.
-"""
+"""Options shared by several commands, and the options generated from a configuration
+dataclass: each field's default, type and help live once, on the field."""
 
 from __future__ import annotations
 
-import math
-import re
+import dataclasses
 from pathlib import Path
 
 import click
 
 KEY_ENV = "SIAMESE_EXPORT_KEY"  # a key file's path, for signing exports and verifying them
 
-
-class FiniteFloat(click.FloatRange):
-    """A FloatRange that also refuses nan and inf (which compare as inside any range)."""
-
-    name = "number"
-
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
+# the export a command reads: siamese-verify, siamese-eval and siamese-serve
+export_dir_option = click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="export folder; default the newest under exports/",
+)
 
 
-class ImageSize(click.ParamType):
-    """A square input size the network can take: a multiple of 8 (three 2x poolings), 8 to 1024."""
+def options_from(cls, skip=()):
+    """click options for every field of dataclass `cls` that carries a "help" in its metadata:
+    `--field-name`, the field's default, and its metadata's click `type`; a bool field without
+    a type is a flag (`--x/--no-x` when it defaults to True)."""
 
-    name = "pixels"
+    def decorate(fn):
+        for f in reversed(dataclasses.fields(cls)):
+            if "help" not in f.metadata or f.name in skip:
+                continue
+            flag, kind, help = "--" + f.name.replace("_", "-"), f.metadata.get("type"), f.metadata["help"]
+            if kind is None and f.default is True:
+                fn = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=True, help=help)(fn)
+            elif kind is None and f.default is False:
+                fn = click.option(flag, f.name, is_flag=True, help=help)(fn)
+            else:
+                fn = click.option(flag, f.name, type=kind, default=f.default, help=help)(fn)
+        return fn
 
-    def convert(self, value, param, ctx):
-        try:
-            size = int(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not an integer", param, ctx)
-        if not 8 <= size <= 1024 or size % 8:
-            self.fail(f"{size} must be a multiple of 8 between 8 and 1024", param, ctx)
-        return size
-
-
-class Device(click.ParamType):
-    """auto, cpu, cuda or cuda:N; whether CUDA is present is checked when training starts."""
-
-    name = "device"
-
-    def convert(self, value, param, ctx):
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(value)):
-            self.fail(f"{value!r}: expected auto, cpu, cuda or cuda:N", param, ctx)
-        return str(value)
-
-
-class IntList(click.ParamType):
-    name = "N[,N...]"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, list):
-            return value
-        try:
-            values = [int(x) for x in str(value).split(",") if x.strip()]
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
-        if not values or min(values) < 1:
-            self.fail(f"{value!r}: give at least one positive integer", param, ctx)
-        return values
-
-
-class OutputFile(click.Path):
-    """A file to be written, with one of `suffixes`, in a folder that exists or can be made."""
-
-    def __init__(self, *suffixes: str):
-        super().__init__(path_type=Path, dir_okay=False)
-        self.suffixes = suffixes
-
-    def convert(self, value, param, ctx):
-        path = super().convert(value, param, ctx)
-        if path.suffix.lower() not in self.suffixes:
-            self.fail(f"{str(path)!r}: write it as {' or '.join(self.suffixes)}", param, ctx)
-        if path.is_dir():
-            self.fail(f"{str(path)!r} is a folder", param, ctx)
-        return path
+    return decorate
 
 
 def policy_options(fn):

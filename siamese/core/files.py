@@ -15,6 +15,9 @@ from pathlib import Path
 
 from siamese.core.errors import SiameseError
 
+# downloads, extracted archives and engine caches of every tool
+DEFAULT_CACHE = Path(os.environ.get("SIAMESE_CACHE", "cache"))
+
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()

@@ -8,8 +8,6 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "safetensors")
 
 
@@ -39,10 +37,12 @@ def cxx_compiler() -> str | None:
     return shutil.which("c++") or shutil.which("g++")
 
 
-def native_bf16(device: torch.device) -> bool:
+def native_bf16(device) -> bool:
     """Whether `device` computes bf16 in hardware: a CUDA GPU that supports it, or a CPU with
     AVX-512 bf16 or AMX, where oneDNN has bf16 kernels (elsewhere torch emulates bf16, and a
-    bf16 GEMM on an AVX2 CPU measured 0.84 GFLOP/s)."""
+    bf16 GEMM on an AVX2 CPU measured 0.84 GFLOP/s). `device`: a torch.device."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()

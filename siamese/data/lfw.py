@@ -22,10 +22,10 @@ import torch
 from tqdm import tqdm
 
 from siamese.core.errors import SiameseError
+from siamese.core.files import DEFAULT_CACHE
 from siamese.core.pairs import Pair, identities, identity_of, read_pairs
 from siamese.core.preprocess import DECODE_WORKERS, decode_image, image_file
 
-DEFAULT_CACHE = Path(os.environ.get("SIAMESE_CACHE", "cache"))
 PAIR_FILE_CHOICES = (("pairsDevTrain.txt", "pairsDevTest.txt"), ("train.txt", "test.txt"))
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

@@ -10,15 +10,10 @@ renamed into place; otherwise it is removed and the export fails, naming what di
 from __future__ import annotations
 
 import datetime
-import hashlib
-import importlib.util
-import io
 import json
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,218 +21,26 @@ import torch
 
 from siamese.artifacts.checkpoint import Checkpoint, load_checkpoint, newest_checkpoints
 from siamese.artifacts.folder import (
-    FORMATS,
-    GRAPHS,
     MANIFEST,
     METADATA,
     WEIGHTS,
     ExportFolder,
     ExportPolicy,
-    artifact_name,
     path_component,
     sign_manifest,
 )
+from siamese.artifacts.formats import GRAPHS, check_dtype, formats_for_all, get_format
 from siamese.artifacts.graphs import INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint, save_weights
-from siamese.backends.onnx.quantize import calibration_feeds, quantize_onnx, quantize_openvino
 from siamese.backends.triton.repository import REPOSITORY, ServingConfig, model_config_pb2, write_repository
-from siamese.core.errors import SiameseError, quiet_logger
+from siamese.core.errors import SiameseError
 from siamese.core.files import check_writable, sha256_file
-from siamese.core.model import FEATURE_DIM
-from siamese.core.provenance import cxx_compiler, git_commit
+from siamese.core.provenance import git_commit
 from siamese.data.lfw import default_pairs, sample_pairs
 from siamese.parity.compare import ParityResult
 from siamese.parity.inputs import ParityInputs, check_compare_graph, check_runner, with_random_pairs
 
-ONNX_OPSET = 18
-ONNX_WEIGHTS = (
-    "onnx.data"  # the one weights file of every ONNX graph of an export (each graph alone is under 2 GiB anyway)
-)
 DEFAULT_FORMATS = ("onnx", "torchscript", "pt2")
 CALIBRATION_IMAGES = 256
-
-
-def example_inputs(graph: str, image_size: int, batch: int = 2) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(0)
-    if graph == "compare":
-        return tuple(torch.randn(batch, FEATURE_DIM, generator=g) for _ in INPUT_NAMES[graph])
-    return tuple(
-        torch.randint(0, 256, (batch, image_size, image_size, 3), dtype=torch.uint8, generator=g)
-        for _ in INPUT_NAMES[graph]
-    )
-
-
-def _dynamic_batch(graph: str) -> dict:
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    return {name: {0: batch} for name in INPUT_NAMES[graph]}
-
-
-# -- writers: one per format, each (module, graph, path, metadata) -> notes for the metadata --
-
-
-def write_torchscript(module, graph: str, path: Path, meta: dict) -> dict:
-    size = meta["image_size"]
-    traced = torch.jit.trace(module, example_inputs(graph, size), check_inputs=[example_inputs(graph, size, 3)])
-    torch.jit.save(traced, str(path), _extra_files={METADATA: json.dumps(meta)})
-    return {"method": "torch.jit.trace (checked at another batch size)"}
-
-
-def write_pt2(module, graph: str, path: Path, meta: dict) -> dict:
-    program = torch.export.export(
-        module, example_inputs(graph, meta["image_size"]), dynamic_shapes=_dynamic_batch(graph)
-    )
-    torch.export.save(program, str(path), extra_files={METADATA: json.dumps(meta)})
-    return {"method": "torch.export.export"}
-
-
-def write_aoti(module, graph: str, path: Path, meta: dict) -> dict:
-    import torch._inductor
-
-    program = torch.export.export(
-        module, example_inputs(graph, meta["image_size"]), dynamic_shapes=_dynamic_batch(graph)
-    )
-    torch._inductor.aoti_compile_and_package(program, package_path=str(path))
-    return {"method": "torch._inductor.aoti_compile_and_package"}
-
-
-def _onnx_proto(module, graph: str, image_size: int):
-    """The dynamo exporter PyTorch recommends; the TorchScript-based one if it fails."""
-    import onnx
-
-    args = example_inputs(graph, image_size)
-    names = {"input_names": INPUT_NAMES[graph], "output_names": OUTPUT_NAMES[graph]}
-    try:
-        # the registry warns once per missing torchvision op, which this model does not use
-        with quiet_logger("torch.onnx._internal.exporter._registration"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module,
-                args,
-                dynamo=True,
-                verbose=False,
-                opset_version=ONNX_OPSET,
-                dynamic_shapes=_dynamic_batch(graph),
-                **names,
-            )
-        return program.model_proto, "torch.onnx.export(dynamo=True)"
-    except Exception as exc:  # the exporter raises many types; the fallback is announced and recorded
-        warnings.warn(
-            f"dynamo ONNX export failed ({type(exc).__name__}: {exc}); using the TorchScript exporter",
-            stacklevel=2,
-        )
-        buf = io.BytesIO()
-        axes = {n: {0: "batch"} for n in INPUT_NAMES[graph] + OUTPUT_NAMES[graph]}
-        torch.onnx.export(module, args, buf, dynamo=False, opset_version=ONNX_OPSET, dynamic_axes=axes, **names)
-        return onnx.load_from_string(buf.getvalue()), "torch.onnx.export(dynamo=False) fallback"
-
-
-def write_onnx(module, graph: str, path: Path, meta: dict) -> dict:
-    proto, method = _onnx_proto(module, graph, meta["image_size"])
-    return {"method": method, "opset": ONNX_OPSET, **save_onnx(proto, path, meta)}
-
-
-def write_onnx_int8(module, graph: str, path: Path, meta: dict, calibration: np.ndarray) -> dict:
-    """The fp32 graph, statically quantized to INT8 with `calibration` images (training identities)."""
-    import onnx
-
-    if graph == "compare":  # features in, one small head: nothing for INT8 to speed up
-        return write_onnx(module, graph, path, meta)
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32, int8 = Path(tmp) / path.name, Path(tmp) / f"int8-{path.name}"
-        notes = write_onnx(module, graph, fp32, meta)
-        notes |= quantize_onnx(fp32, int8, calibration_feeds(INPUT_NAMES[graph], calibration))
-        proto = onnx.load(str(int8))
-    del proto.metadata_props[:]
-    return {**notes, **save_onnx(proto, path, meta)}
-
-
-def write_openvino(module, graph: str, path: Path, meta: dict, calibration: np.ndarray | None = None) -> dict:
-    """An OpenVINO IR converted from the graph's ONNX export; with `calibration` images, NNCF's
-    INT8 quantization of it (the compare head stays fp32: nothing there for INT8 to speed up)."""
-    import openvino as ov
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / f"{graph}.onnx"
-        notes = {"converted_from": write_onnx(module, graph, source, meta)["method"]}
-        model = ov.Core().read_model(str(source))
-        if calibration is not None and graph != "compare":
-            model, quantized = quantize_openvino(model, calibration_feeds(INPUT_NAMES[graph], calibration))
-            notes |= quantized
-        model.set_rt_info(json.dumps(meta), "siamese_metadata")
-        ov.save_model(model, str(path), compress_to_fp16=False)
-    return {"method": f"openvino {ov.__version__} IR", **notes}
-
-
-def save_onnx(proto, path: Path, meta: dict) -> dict:
-    """Label `proto` with the metadata, keep its weights in the export's shared file, save and check it."""
-    import onnx
-
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
-    shared, added = store_in_weights_file(proto, path.parent / ONNX_WEIGHTS)
-    onnx.save_model(proto, str(path))
-    onnx.checker.check_model(str(path), full_check=True)
-    return {"weights_file": ONNX_WEIGHTS, "tensors_shared": shared, "tensors_added": added}
-
-
-def store_in_weights_file(proto, data_file: Path, min_bytes: int = 1024) -> tuple[int, int]:
-    """Point the large initializers of `proto` at `data_file`, which every ONNX graph of an
-    export shares: a tensor whose bytes some graph already stored there is referenced, not
-    written again, so the pair graph adds nothing to the embedding graph's
-    weights. Returns (tensors shared, tensors appended)."""
-    from onnx import TensorProto, numpy_helper
-    from onnx.external_data_helper import set_external_data
-
-    shared = added = 0
-    with open(data_file, "ab+") as data:
-        stored = {hashlib.sha256(_read_at(data, *where)).digest(): where for where in _stored_tensors(data_file)}
-        for tensor in proto.graph.initializer:
-            raw = numpy_helper.to_array(tensor).tobytes()
-            if len(raw) < min_bytes:
-                continue
-            digest = hashlib.sha256(raw).digest()
-            where = stored.get(digest)
-            if where is not None:
-                shared += 1
-            else:
-                data.seek(0, io.SEEK_END)
-                where = (-data.tell() % 4096 + data.tell(), len(raw))  # page-aligned, so runtimes can map it
-                data.write(b"\0" * (where[0] - data.tell()) + raw)
-                stored[digest] = where
-                added += 1
-            for field in ("float_data", "int32_data", "int64_data", "double_data"):
-                tensor.ClearField(field)
-            tensor.raw_data = raw  # set_external_data insists on it; then the bytes live only in the file
-            set_external_data(tensor, data_file.name, offset=where[0], length=where[1])
-            tensor.ClearField("raw_data")
-            tensor.data_location = TensorProto.EXTERNAL
-    return shared, added
-
-
-def _stored_tensors(data_file: Path) -> set[tuple[int, int]]:
-    """(offset, length) of the tensors that the ONNX files beside `data_file` keep in it."""
-    import onnx
-
-    stored = set()
-    for model in sorted(data_file.parent.glob("*.onnx")):
-        for tensor in onnx.load(str(model), load_external_data=False).graph.initializer:
-            info = {e.key: e.value for e in tensor.external_data}
-            if info.get("location") == data_file.name:
-                stored.add((int(info["offset"]), int(info["length"])))
-    return stored
-
-
-def _read_at(file, offset: int, length: int) -> bytes:
-    file.seek(offset)
-    return file.read(length)
-
-
-WRITERS = {
-    "onnx": write_onnx,
-    "torchscript": write_torchscript,
-    "pt2": write_pt2,
-    "aoti": write_aoti,
-    "openvino": write_openvino,
-}
 
 
 # -- verification inputs --
@@ -312,13 +115,13 @@ def reference_outputs(graphs: dict, inputs: ParityInputs) -> dict[str, np.ndarra
 
 def verify_folder(folder: Path, formats, reference: dict, inputs: ParityInputs) -> list[Check]:
     """Read every format back with its own runner (manifest-checked) and compare it with the reference."""
-    from siamese.backends import FORMAT_RUNNERS, create
+    from siamese.backends import create
 
     export = ExportFolder.open(folder, ExportPolicy(trust_code=True))  # the files this process has just written
     meta = export.metadata
     checks = []
     for fmt in formats:
-        runner = create(FORMAT_RUNNERS[fmt])
+        runner = create(get_format(fmt).verified_by)
         try:
             runner.load(export, GRAPHS)
             checks.append(
@@ -386,24 +189,14 @@ def export_checkpoint(
     written, as tensors only, to `weights.safetensors`. With `key`, the manifest is signed.
     Format "triton" adds a Triton model repository (`serving`) built on the ONNX graphs.
     """
-    unknown = set(formats) - {*FORMATS, "triton"}
-    if unknown:
-        raise SiameseError(f"unknown format(s) {', '.join(sorted(unknown))}; choose from {', '.join(FORMATS)}, triton")
     triton = "triton" in formats
     formats = list(dict.fromkeys([f for f in formats if f != "triton"] + (["onnx"] if triton else [])))
+    for fmt in formats:
+        get_format(fmt)  # an unknown name: said now
+    check_dtype(formats, dtype)
     if triton:
         serving = serving or ServingConfig()
         model_config_pb2()  # tritonclient missing: said now, not after minutes of exporting
-    if dtype == "bf16" and "onnx" in formats:
-        raise SiameseError(
-            "ONNX opset 18 has no bfloat16 convolution: export bf16 as torchscript/pt2, or fp16 for ONNX"
-        )
-    if dtype == "int8" and not set(formats) <= {"onnx", "openvino"}:
-        raise SiameseError(
-            "INT8 is an ONNX Runtime or OpenVINO (NNCF) quantized artifact: export it with --format onnx/openvino"
-        )
-    if dtype in ("fp16", "bf16") and "openvino" in formats:
-        raise SiameseError("OpenVINO IR exports are fp32 or int8 (OpenVINO picks its own CPU precision)")
     if name is not None:
         path_component(name, "export name")
     ckpt = load_checkpoint(checkpoint)
@@ -420,14 +213,9 @@ def export_checkpoint(
     # INT8 activation ranges are calibrated on faces: noise images fall outside them by design
     inputs = verification_inputs(ckpt, n_pairs, n_random=0 if dtype == "int8" else 8)
     meta["verified_on"] = inputs.source
-    writers = WRITERS
+    calibration = None
     if dtype == "int8":
-        images, meta["int8_calibration"] = calibration_images(ckpt)
-        writers = {
-            **WRITERS,
-            "onnx": partial(write_onnx_int8, calibration=images),
-            "openvino": partial(write_openvino, calibration=images),
-        }
+        calibration, meta["int8_calibration"] = calibration_images(ckpt)
     check_writable(dest.parent)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.partial-"))
     try:
@@ -435,11 +223,11 @@ def export_checkpoint(
         save_weights(ckpt.model, ckpt.model_config, tmp / WEIGHTS)
         for fmt in formats:
             for graph in GRAPHS:
-                file = artifact_name(graph, fmt)
+                file = get_format(fmt).artifact(graph)
                 log(f"writing {file}")
                 try:
-                    notes[file] = writers[fmt](
-                        graphs[graph], graph, tmp / file, {**meta, "graph": graph, "format": fmt}
+                    notes[file] = get_format(fmt).write(
+                        graphs[graph], graph, tmp / file, {**meta, "graph": graph, "format": fmt}, calibration
                     )
                 except Exception as exc:  # exporters raise many types; name the artifact and the cause
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -485,23 +273,15 @@ def recover_interrupted(dest: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def available_formats() -> list[str]:
-    """Every format this machine can write: AOTInductor needs a C++ compiler."""
-    return [*DEFAULT_FORMATS, *(["aoti"] if cxx_compiler() else [])]
-
-
 def resolve_formats(requested, dtype: str, log=print) -> list[str]:
-    """The formats behind --format options: `all` is every format this machine can write for `dtype`."""
+    """The formats behind --format options: `all` is every format this machine can write for
+    `dtype` (siamese.artifacts.formats says which), each one left out named."""
     if "all" not in requested:
         return list(dict.fromkeys(requested))
-    formats = available_formats() + (["triton"] if "triton" in requested else [])
-    if dtype == "bf16":
-        formats.remove("onnx")
-        log("bf16: skipping ONNX (opset 18 has no bfloat16 convolution)")
-    if dtype == "int8":
-        formats = ["onnx"] + (["openvino"] if importlib.util.find_spec("nncf") else [])
-        log(f"int8: {' and '.join(formats)} only (quantized artifacts)")
-    return formats
+    formats, left_out = formats_for_all(dtype)
+    for line in left_out:
+        log(f"--format all leaves out {line}")
+    return formats + (["triton"] if "triton" in requested else [])
 
 
 def export_runs(

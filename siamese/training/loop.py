@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,8 +28,9 @@ from siamese.core.model import ModelConfig, SiameseNet, all_pairs_loss, pair_los
 from siamese.core.preprocess import NORMALIZATION, normalize, to_model_input
 from siamese.core.provenance import cxx_compiler, git_commit, native_bf16
 from siamese.data.augment import AugmentConfig, augment
-from siamese.data.lfw import DEFAULT_CACHE, Dataset, IdentityBatch, ImageBank, PairSet, find_lfw, load_lfw
+from siamese.data.lfw import Dataset, IdentityBatch, ImageBank, PairSet, find_lfw, load_lfw
 from siamese.tasks.evaluate import Scored, predict, report
+from siamese.training.config import TrainConfig
 from siamese.training.distributed import SINGLE_PROCESS, Distributed, from_environment, weights_digest
 
 SYNTHETIC_BANNER = """
@@ -40,75 +41,6 @@ SYNTHETIC_BANNER = """
 #    siamese-train --data PATH   (an LFW folder or .tgz)                     #
 ##############################################################################
 """
-
-
-# chosen on validation (README, recipe search): hardest negatives help the contrastive loss
-# and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
-VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
-# what fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
-VARIANT_EPOCHS = {"contrastive": 9, "bce": 8}
-
-
-@dataclass
-class TrainConfig:
-    variant: str = "bce"
-    head: str = "concat"  # bce only: the spec's "concat" or "diff-prod" (siamese.core.model.HEADS)
-    data: str | None = None  # LFW folder or .tgz; None: look in the usual places, else synthetic
-    synthetic: bool = False  # force the built-in synthetic set
-    train_pairs: str | None = None
-    test_pairs: str | None = None
-    image_size: int | None = None  # None: 128 for LFW (the spec), 32 for synthetic
-    epochs: int | None = None  # None: the variant's own (VARIANT_EPOCHS)
-    # "identity": P x K batches of training people, the loss over every pair inside a batch;
-    # "pairs": fixed pairs (the training list, or pairs drawn anew each epoch), batch_size per step
-    sampling: str = "identity"
-    identities_per_batch: int = 24  # P (groups of one person's images; a batch holds about 60 images)
-    images_per_identity: int = 4  # K
-    # identity sampling: the most alike different pairs ("hard") or "all"; None: the variant's own
-    negatives: str | None = None
-    batch_size: int = 32  # pair sampling: pairs per step (2x images through the network)
-    lr: float = 3e-4  # peak learning rate of AdamW
-    warmup: float = 0.05  # share of the run over which the learning rate rises linearly from 0
-    schedule: str = "cosine"  # after warm-up: "cosine" decay to 0, or "constant"
-    weight_decay: float = 0.0
-    # contrastive: twice the RMS distance between BatchNorm'd 1024-d features, 2 * sqrt(2 * 1024);
-    # the validation sweep preferred it to 1x (README)
-    margin: float = 90.0
-    augment: bool = True
-    pairs_per_epoch: int | None = None  # pair sampling; None: as many as the training list; 0: that list
-    limit_pairs: int | None = None  # keep only this many pairs of each list (quick runs)
-    val_identities: float = 0.1  # share of training identities held out for validation; 0: none
-    val_pairs: int = 1000  # balanced pairs drawn among the held-out identities
-    seed: int = 0
-    device: str = "auto"
-    # training steps' precision: "bf16" autocast, "none" (fp32), or "auto": bf16 where the device
-    # computes it natively (GPUs, AVX-512 bf16 or AMX CPUs), the fastest correct mode measured (README)
-    amp: str = "auto"
-    # torch.compile the embedding network for training steps: "auto" where Inductor can build
-    # kernels (CUDA, or a CPU with a C++ compiler); the fastest correct mode measured (README)
-    compile: str = "auto"
-    sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over every rank's batch (SyncBatchNorm)
-    out: str = "runs"
-    cache: str = str(DEFAULT_CACHE)
-    resume: bool = False
-    eval_batch_size: int = 64
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def negatives_used(self) -> str:
-        return self.negatives or VARIANT_NEGATIVES[self.variant]
-
-    @property
-    def epochs_used(self) -> int:
-        return self.epochs or VARIANT_EPOCHS[self.variant]
-
-    def for_variant(self, variant: str) -> TrainConfig:
-        """This configuration for one variant: its own head, negatives and epochs, unless chosen."""
-        run = replace(self, variant=variant, head=self.head if variant == "bce" else "concat")
-        return replace(run, negatives=run.negatives_used, epochs=run.epochs_used)
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
@@ -544,9 +476,3 @@ def load_on_main_first(cfg: TrainConfig, world: Distributed) -> Dataset:
     if world.is_main:
         world.barrier()
     return dataset
-
-
-if __name__ == "__main__":  # `torchrun --nproc_per_node N -m siamese.training.loop ...`: the siamese-train options
-    from siamese.cli import train  # the entry point alone reaches up to the CLI layer
-
-    train()

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.artifacts.folder import ExportFolder, artifact_name
+from siamese.artifacts.folder import ExportFolder
+from siamese.artifacts.formats import artifact_name
 from siamese.backends.base import Abilities, Runner
 from siamese.core.errors import SiameseError
 

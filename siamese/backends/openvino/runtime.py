@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from siamese.artifacts.folder import ExportFolder, artifact_name
+from siamese.artifacts.folder import ExportFolder
+from siamese.artifacts.formats import artifact_name
 from siamese.backends.base import Abilities, Runner, missing_module
 from siamese.backends.onnx.runtime import onnx_external_files
 from siamese.core.errors import SiameseError

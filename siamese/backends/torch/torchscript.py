@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from siamese.artifacts.folder import artifact_name
+from siamese.artifacts.formats import artifact_name
 from siamese.backends.torch.runner import TorchRunner
 
 

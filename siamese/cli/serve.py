@@ -1,0 +1,38 @@
+"""`siamese-serve`: an export behind Triton Inference Server (PyTriton)."""
+
+from __future__ import annotations
+
+import click
+
+from siamese.artifacts.folder import ExportPolicy
+from siamese.backends import RUNTIMES
+from siamese.cli.options import export_dir_option, policy_options
+from siamese.core.errors import user_errors
+
+
+@click.command(context_settings={"show_default": True})
+@export_dir_option
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", help="what runs each request")
+@click.option("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8000)
+@click.option("--grpc-port", type=click.IntRange(1, 65535), default=8001)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=8002)
+@click.option("--max-batch", type=click.IntRange(min=1), default=64, help="largest batch Triton forms per model")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="intra-op threads of the runtime")
+@policy_options
+@user_errors
+def main(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batch, threads, trust_export, verify_key):
+    """Serve an export through Triton Inference Server (PyTriton): HTTP, gRPC, dynamic batching."""
+    from siamese.artifacts.folder import newest_export
+    from siamese.backends.triton.repository import ServingConfig
+    from siamese.backends.triton.server import Server, ServerAddress
+
+    address = ServerAddress(host, http_port, grpc_port, metrics_port)
+    preferred = tuple(b for b in (8, 16, 64) if b < max_batch) + (max_batch,)
+    policy = ExportPolicy.from_options(trust_export, verify_key)
+    server = Server(
+        export_dir or newest_export(), runtime, address, ServingConfig(max_batch, preferred), policy, threads
+    )
+    server.start()
+    click.echo(f"serving {server.export.path} with {runtime}: HTTP {address.http_url}, gRPC {address.grpc_url}")
+    server.serve_forever()

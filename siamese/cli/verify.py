@@ -1,0 +1,53 @@
+"""`siamese-verify`: same person or not, with an export; loads no training code and no torch
+for ONNX Runtime and OpenVINO runtimes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from siamese.artifacts.folder import ExportPolicy
+from siamese.backends import RUNTIMES
+from siamese.cli.options import export_dir_option, policy_options
+from siamese.core.errors import user_errors
+from siamese.core.params import OutputFile
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@export_dir_option
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="ort-cpu", help="same names as siamese-bench")
+@click.option(
+    "--pairs",
+    "pairs_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="pair list in any supported format, instead of IMG_A IMG_B",
+)
+@click.option(
+    "--images",
+    "image_root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="image root for --pairs; default the LFW images next to the pair file, else its folder",
+)
+@click.option("--output", type=OutputFile(".csv", ".json"), default=None, help="write results to .csv or .json")
+@click.option("--batch", type=click.IntRange(min=1), default=64)
+@policy_options
+@user_errors
+def main(images, export_dir, runtime, pairs_file, image_root, output, batch, trust_export, verify_key):
+    """Decide whether two face images (IMG_A IMG_B) show the same person, or run a --pairs list."""
+    from siamese.tasks.verify import Verifier, verify_pair_file
+
+    if bool(pairs_file) == bool(images) or (images and len(images) != 2):
+        raise click.UsageError("give either two images IMG_A IMG_B or --pairs FILE")
+    if output and not pairs_file:
+        raise click.UsageError("--output writes the results of a --pairs list")
+    policy = ExportPolicy.from_options(trust_export, verify_key)
+    if pairs_file:
+        click.echo(verify_pair_file(pairs_file, export_dir, runtime, policy, image_root, output, batch))
+    else:
+        verifier = Verifier(export_dir, runtime, policy=policy)
+        r = verifier.verify_files(*images)
+        click.echo(verifier.describe(r["score"], r["same"]))

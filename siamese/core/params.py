@@ -1,0 +1,82 @@
+"""Click parameter types of every command and configuration: a bad value fails at parse time.
+
+Non-finite numbers, sizes the network cannot take, lists that parse to nothing, unknown
+devices and output files with a suffix no writer knows are all refused before any work.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import click
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (which compare as inside any range)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class ImageSize(click.ParamType):
+    """A square input size the network can take: a multiple of 8 (three 2x poolings), 8 to 1024."""
+
+    name = "pixels"
+
+    def convert(self, value, param, ctx):
+        try:
+            size = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        if not 8 <= size <= 1024 or size % 8:
+            self.fail(f"{size} must be a multiple of 8 between 8 and 1024", param, ctx)
+        return size
+
+
+class Device(click.ParamType):
+    """auto, cpu, cuda or cuda:N; whether CUDA is present is checked when training starts."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(value)):
+            self.fail(f"{value!r}: expected auto, cpu, cuda or cuda:N", param, ctx)
+        return str(value)
+
+
+class IntList(click.ParamType):
+    name = "N[,N...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            values = [int(x) for x in str(value).split(",") if x.strip()]
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
+        if not values or min(values) < 1:
+            self.fail(f"{value!r}: give at least one positive integer", param, ctx)
+        return values
+
+
+class OutputFile(click.Path):
+    """A file to be written, with one of `suffixes`, in a folder that exists or can be made."""
+
+    def __init__(self, *suffixes: str):
+        super().__init__(path_type=Path, dir_okay=False)
+        self.suffixes = suffixes
+
+    def convert(self, value, param, ctx):
+        path = super().convert(value, param, ctx)
+        if path.suffix.lower() not in self.suffixes:
+            self.fail(f"{str(path)!r}: write it as {' or '.join(self.suffixes)}", param, ctx)
+        if path.is_dir():
+            self.fail(f"{str(path)!r} is a folder", param, ctx)
+        return path

@@ -1,0 +1,131 @@
+"""The training configuration: one dataclass whose fields are also `siamese-train`'s options.
+
+A field with a "help" in its metadata is a command-line option (`--field-name`), with the
+field's default and its metadata's click type (siamese.cli.options.options_from); nothing
+about an option is written a second time in the CLI. Needs no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import click
+
+from siamese.core.files import DEFAULT_CACHE
+from siamese.core.model import HEADS, NEGATIVES
+from siamese.core.params import Device, FiniteFloat, ImageSize
+
+# chosen on validation (README, recipe search): hardest negatives help the contrastive loss
+# and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
+VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
+# what fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
+VARIANT_EPOCHS = {"contrastive": 9, "bce": 8}
+PATH = click.Path(path_type=Path)
+
+
+def option(default, help: str, type=None):
+    """A field that is also a command-line option."""
+    return field(default=default, metadata={"help": help, "type": type})
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "bce"  # one run's variant; siamese-train's --variant chooses which runs (or both)
+    head: str = option(
+        "concat",
+        "bce head: the spec's concat (at chance by construction, see README) or diff-prod, "
+        "Linear(concat(|f1 - f2|, f1 * f2))",
+        click.Choice(HEADS),
+    )
+    data: str | None = option(
+        None,
+        "LFW folder (images or .tgz plus pair files) or .tgz; default: $SIAMESE_LFW, "
+        "./cache/lfw (siamese-data fetch), else the synthetic set",
+        PATH,
+    )
+    synthetic: bool = option(False, "train on the built-in synthetic faces even if LFW is present")
+    train_pairs: str | None = option(None, "pair file (any format)", PATH)
+    test_pairs: str | None = option(None, "pair file (any format)", PATH)
+    image_size: int | None = option(None, "default 128 on LFW (the spec), 32 on synthetic", ImageSize())
+    epochs: int | None = option(
+        None,
+        "default: "
+        + ", ".join(f"{n} for {v}" for v, n in VARIANT_EPOCHS.items())
+        + " (what fits 2 hours on a 2-core CPU)",
+        click.IntRange(min=1),
+    )
+    sampling: str = option(
+        "identity",
+        "identity: P x K batches of training people, loss over every pair in a batch; pairs: fixed pairs",
+        click.Choice(["identity", "pairs"]),
+    )
+    # P: groups of one person's images; a batch holds about 60 images
+    identities_per_batch: int = option(24, "P (identity sampling)", click.IntRange(min=2))
+    images_per_identity: int = option(4, "K (identity sampling)", click.IntRange(min=2))
+    negatives: str | None = option(
+        None,
+        "identity sampling: every different-person pair, or the hardest ones (as many as same pairs); "
+        "default: hard for contrastive, all for bce (chosen on validation)",
+        click.Choice(NEGATIVES),
+    )
+    batch_size: int = option(32, "pairs per step (pair sampling)", click.IntRange(min=2))
+    lr: float = option(3e-4, "peak learning rate (AdamW)", FiniteFloat(min=0, min_open=True))
+    warmup: float = option(0.05, "share of the run warming up the LR", FiniteFloat(0, 1, max_open=True))
+    schedule: str = option("cosine", "LR after warm-up", click.Choice(["cosine", "constant"]))
+    weight_decay: float = option(0.0, "decoupled (AdamW)", FiniteFloat(min=0))
+    # contrastive: twice the RMS distance between BatchNorm'd 1024-d features, 2 * sqrt(2 * 1024);
+    # the validation sweep preferred it to 1x (README)
+    margin: float = option(90.0, "contrastive margin", FiniteFloat(min=0, min_open=True))
+    augment: bool = option(True, "random flips, crops and colour changes of training images")
+    pairs_per_epoch: int | None = option(
+        None,
+        "pairs drawn per epoch from training identities; default the training list's size; "
+        "0 trains on the training list itself",
+        click.IntRange(min=0),
+    )
+    limit_pairs: int | None = option(None, "use only this many pairs of each list", click.IntRange(min=2))
+    val_identities: float = option(
+        0.1,
+        "share of training identities (people) held out to choose the threshold on; 0: use the training pairs",
+        FiniteFloat(0, 1, max_open=True),
+    )
+    val_pairs: int = option(1000, "validation pairs drawn among them", click.IntRange(min=2))
+    seed: int = option(0, "seed of initialisation, sampling and augmentation", click.INT)
+    device: str = option("auto", "auto (CUDA if present), cpu, cuda, cuda:1, ...", Device())
+    # bf16 is the fastest correct mode measured where the device computes it natively (README)
+    amp: str = option(
+        "auto",
+        "bf16 autocast for training steps (evaluation stays fp32); auto: bf16 where the device computes "
+        "it natively (GPUs, AVX-512 bf16 or AMX CPUs), else fp32",
+        click.Choice(["auto", "none", "bf16"]),
+    )
+    compile: str = option(
+        "auto",
+        "torch.compile the network for training steps; auto: where Inductor can (CUDA, or a C++ compiler)",
+        click.Choice(["auto", "on", "off"]),
+    )
+    sync_bn: bool = option(
+        False, "under torchrun on GPUs: BatchNorm statistics over all ranks' batches (default: each rank's own)"
+    )
+    out: str = option("runs", "run folder root", PATH)
+    cache: str = option(str(DEFAULT_CACHE), "cache folder (extracted archives)", PATH)
+    resume: bool = option(False, "continue from <out>/<data set>/<variant>/checkpoint.pt")
+    eval_batch_size: int = 64
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def negatives_used(self) -> str:
+        return self.negatives or VARIANT_NEGATIVES[self.variant]
+
+    @property
+    def epochs_used(self) -> int:
+        return self.epochs or VARIANT_EPOCHS[self.variant]
+
+    def for_variant(self, variant: str) -> TrainConfig:
+        """This configuration for one variant: its own head, negatives and epochs, unless chosen."""
+        run = replace(self, variant=variant, head=self.head if variant == "bce" else "concat")
+        return replace(run, negatives=run.negatives_used, epochs=run.epochs_used)
