@@ -5,6 +5,7 @@ import signal
 from dataclasses import replace
 
 from siamese.backends.torch.eager import Eager
+from siamese.backends.torch.runner import TorchRunner
 
 
 class Segfaulting(Eager):
@@ -49,3 +50,28 @@ class Scaled(Eager):
         score = out[0] * self.factor
         threshold = self.export.metadata.threshold
         return [score, score > threshold if self.export.metadata.higher_is_same else score < threshold]
+
+
+def write_fake(module, graph, path, meta, calibration=None):
+    """The writer of a format that exists only in tests: the graph traced and saved under its own suffix."""
+    import torch
+
+    from siamese.artifacts.graphs import example_inputs
+
+    torch.jit.save(torch.jit.trace(module, example_inputs(graph, meta["image_size"])), str(path))
+    return {"method": "torch.jit.trace, as the fake format"}
+
+
+class FakeFormat(TorchRunner):
+    """The runner of the test-only format: reads its artifacts through the manifest like any other."""
+
+    def __init__(self, device="cpu", precision="fp32", threads=None):
+        super().__init__(device, precision, threads)
+        self.abilities = self.torch_abilities("fake", loads_code=False)
+
+    def load_modules(self, export, graphs, batches):
+        import torch
+
+        from siamese.artifacts.formats import artifact_name
+
+        return {g: torch.jit.load(str(export.check(artifact_name(g, "fake")))) for g in graphs}

@@ -2,6 +2,8 @@
 the import graph (lazy imports inside functions included) has no circle."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,32 @@ def test_the_import_graph_has_no_circle():
 
     for module in sorted(graph):
         visit(module)
+
+
+@pytest.mark.parametrize("command", ["verify", "evaluate", "serve", "export", "data"])
+def test_reading_commands_load_no_training_code(command):
+    """What siamese-verify, -eval, -serve, -export and -data load at start: neither the training
+    package nor torch.distributed (nor torch itself: an ONNX Runtime client needs none)."""
+    code = (
+        f"import sys, siamese.cli.{command}; "
+        "print(sorted({m.split('.')[0] + ('.' + m.split('.')[1] if m.startswith('siamese.') else '') "
+        "for m in sys.modules if m.startswith(('siamese.training', 'torch'))}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_verifying_with_onnx_runtime_never_imports_torch(contrastive_export, tmp_path):
+    """A whole verification, decoding and ONNX Runtime included, runs without torch."""
+    from PIL import Image
+
+    for name, colour in (("a.png", 40), ("b.png", 200)):
+        Image.new("RGB", (32, 32), (colour, 90, 10)).save(tmp_path / name)
+    code = (
+        "import sys; from siamese.tasks.verify import Verifier; "
+        f"v = Verifier({str(contrastive_export)!r}, 'ort-cpu'); "
+        f"r = v.verify_files({str(tmp_path / 'a.png')!r}, {str(tmp_path / 'b.png')!r}); "
+        "print(type(r['score']).__name__, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["float", "False"]

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from siamese.core.errors import SiameseError, SiameseWarning
@@ -121,14 +120,17 @@ def decode_image(source, image_size: int, name: str | None = None) -> np.ndarray
         raise SiameseError(f"cannot decode image {label}: {exc}") from None
 
 
-def to_model_input(images: torch.Tensor, norm: Normalization = NORMALIZATION) -> torch.Tensor:
+def to_model_input(images, norm: Normalization = NORMALIZATION):
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float normalised, on the images' device."""
     x = images.permute(0, 3, 1, 2).float().div_(255)
     return normalize(x, norm)
 
 
-def normalize(x: torch.Tensor, norm: Normalization = NORMALIZATION) -> torch.Tensor:
-    """(N, 3, H, W) float in [0, 1] -> normalised."""
+def normalize(x, norm: Normalization = NORMALIZATION):
+    """(N, 3, H, W) float tensor in [0, 1] -> normalised. (torch is imported here, not above:
+    decoding, which every runtime's client does, needs no torch.)"""
+    import torch
+
     mean = torch.tensor(norm.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(norm.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std

@@ -251,7 +251,7 @@ class OnnxRuntime(Runner):
         if self.provider == "tensorrt" and self.precision != "fp16":
             os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")  # TensorRT builds TF32 engines otherwise
         self.export = export
-        self._baseline_memory = self._device_memory_used()
+        self._baseline_memory = 0 if self.provider == "cpu" else self._device_memory_used()
         for graph in graphs:
             name = artifact_name(graph, "onnx")
             path = export.check(name)
