@@ -176,23 +176,3 @@ def test_inputs_are_checked_before_any_runtime(export):
         runner.compare(np.zeros((2, 8), np.float32), np.zeros((2, 8), np.float32))
     with pytest.raises(SiameseError, match="load an export first"):
         create("ort-cpu").embed(images(1))
-
-
-def test_a_saved_optimised_graph_gives_the_same_answers_and_is_reused(export, tmp_path):
-    from dataclasses import replace
-
-    from siamese.backends.onnx.runtime import OnnxRuntime, SessionTuning
-
-    plain = OnnxRuntime(tuning=replace(SessionTuning(), graph_level="disable"))
-    cached = OnnxRuntime(tuning=SessionTuning(optimized_cache=tmp_path))
-    for runner in (plain, cached):
-        runner.load(export, ("pair",))
-    saved = sorted(p.name for p in tmp_path.iterdir())
-    digest = export.sha256("pair.onnx")[:16]
-    assert saved == [f"{digest}-all.data", f"{digest}-all.onnx"]  # the scratch folder is gone
-    a, b = images(3), images(3, seed=1)
-    for want, got in zip(plain.run("pair", [a, b]), cached.run("pair", [a, b]), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    stamp = (tmp_path / f"{digest}-all.onnx").stat().st_mtime_ns
-    OnnxRuntime(tuning=SessionTuning(optimized_cache=tmp_path)).load(export, ("pair",))
-    assert (tmp_path / f"{digest}-all.onnx").stat().st_mtime_ns == stamp  # loaded, not written again

@@ -37,7 +37,7 @@ class Tolerance:
         return self.atol + self.rtol
 
 
-# Measured on the trained 128x128 network against eager fp32 (`python -m bench.tolerances`,
+# Measured on the trained 128x128 network against eager fp32 (`python -m bench.studies.tolerances`,
 # README "Parity"), with a margin of 3-4x: the largest error is 5.0e-3 of an output's scale in
 # bf16 autocast, 9.4e-4 in fp16 autocast and 2.5e-4 in emulated TF32; fp32 runtimes differ
 # only by summation order (5e-6 measured, ONNX Runtime against eager).

@@ -48,7 +48,7 @@ def quantize_onnx(
 ) -> dict:
     """Write the static INT8 QDQ version of `fp32_model`; returns notes for the export's metadata.
     The export keeps the defaults; the others exist to measure what they cost
-    (`python -m bench.int8_settings`)."""
+    (`python -m bench.studies.int8_settings`)."""
     if calibration not in CALIBRATIONS:
         raise SiameseError(f"unknown calibration {calibration!r}; known: {', '.join(CALIBRATIONS)}")
     from onnxruntime.quantization import (

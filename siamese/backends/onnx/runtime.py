@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -29,23 +29,16 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "te
 # the nodes that hold the work: any of them off the requested provider fails the session
 HEAVY_OPS = frozenset({"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul"})
 TRT_CACHE = Path("cache") / "trt"
-OPTIMIZED_CACHE = Path("cache") / "ort"
 GRAPH_LEVELS = ("disable", "basic", "extended", "all")
 
 
 @dataclass(frozen=True)
 class SessionTuning:
-    """The CPU session options `python -m bench.ort_session` sweeps; the defaults are what won there.
-
-    `optimized_cache`: a folder where the graph, once optimised for this machine (ORT_ENABLE_ALL
-    rewrites convolutions into the CPU's blocked layout), is saved as `<artifact sha256>.onnx`
-    with its weights beside it, and loaded from on later runs with optimisation off.
-    """
+    """The CPU session options `python -m bench.studies.ort_session` sweeps; the defaults are what won there."""
 
     graph_level: str = "all"
     cpu_arena: bool = True
     spinning: bool = True  # intra-op threads spin between ops instead of sleeping
-    optimized_cache: Path | None = None
 
 
 def session_options(ort, tuning: SessionTuning, threads: int | None):
@@ -62,28 +55,6 @@ def session_options(ort, tuning: SessionTuning, threads: int | None):
     options.enable_cpu_mem_arena = tuning.cpu_arena
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if tuning.spinning else "0")
     return options
-
-
-def saved_optimized(ort, path: Path, digest: str, tuning: SessionTuning, threads: int | None) -> Path:
-    """The optimised model of `path` from `tuning.optimized_cache`, written there by a first
-    session if missing. It is written into a scratch folder and moved in weights first, so a
-    killed write never leaves a model file that a later load would trust."""
-    cache = Path(tuning.optimized_cache)
-    name = f"{digest[:16]}-{tuning.graph_level}"
-    final = cache / f"{name}.onnx"
-    if final.exists():
-        return final
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as scratch:
-        options = session_options(ort, tuning, threads)
-        options.optimized_model_filepath = str(Path(scratch) / final.name)
-        options.add_session_config_entry("session.optimized_model_external_initializers_file_name", f"{name}.data")
-        options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-        options.log_severity_level = 3  # its warning: the blocked layout fits this CPU only, as this cache does
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        os.replace(Path(scratch) / f"{name}.data", cache / f"{name}.data")
-        os.replace(Path(scratch) / final.name, final)
-    return final
 
 
 def import_onnxruntime():
@@ -169,10 +140,8 @@ def make_session(
     threads: int | None = None,
     profile_dir: Path | None = None,
     tuning: SessionTuning = SessionTuning(),
-    digest: str | None = None,
 ):
-    """An InferenceSession whose first provider is the one asked for, or a SiameseError.
-    `digest` (the artifact's sha256) names its optimised copy when `tuning` caches one."""
+    """An InferenceSession whose first provider is the one asked for, or a SiameseError."""
     ort = import_onnxruntime()
     names = [p if isinstance(p, str) else p[0] for p in providers]
     missing = [n for n in names if n not in ort.get_available_providers()]
@@ -181,13 +150,6 @@ def make_session(
             f"ONNX Runtime {ort.__version__} here has no {', '.join(missing)} "
             f"(available: {', '.join(ort.get_available_providers())})"
         )
-    source = path
-    try:  # ORT raises its own exception types for corrupt models
-        if tuning.optimized_cache and digest and names == ["CPUExecutionProvider"]:
-            path = saved_optimized(ort, path, digest, tuning, threads)
-            tuning = replace(tuning, graph_level="disable")  # optimised once already
-    except Exception as exc:
-        raise SiameseError(f"{source}: ONNX Runtime cannot optimise it ({str(exc).splitlines()[0]})") from None
     options = session_options(ort, tuning, threads)
     if profile_dir is not None:
         options.enable_profiling = True
@@ -263,11 +225,11 @@ class OnnxRuntime(Runner):
             providers = provider_options(
                 self.provider, self.precision, engines, trt_profiles(inputs, sample, batches or [64])
             )
-            self.sessions[graph] = self._session(path, graph, providers, export.sha256(name))
+            self.sessions[graph] = self._session(path, graph, providers)
 
-    def _session(self, path: Path, graph: str, providers: list, digest: str):
+    def _session(self, path: Path, graph: str, providers: list):
         if not self.check_placement:
-            return make_session(path, providers, self.threads, tuning=self.tuning, digest=digest)
+            return make_session(path, providers, self.threads, tuning=self.tuning)
         with tempfile.TemporaryDirectory() as tmp:
             session = make_session(path, providers, self.threads, profile_dir=Path(tmp))
             session.run(None, self._sample_feed(session, graph))

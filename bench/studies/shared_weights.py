@@ -1,6 +1,6 @@
 """Does the pair graph lose speed by reading its weights from the export's shared `onnx.data`?
 
-`python -m bench.shared_weights --export DIR` saves a copy of `pair.onnx` with its weights
+`python -m bench.studies.shared_weights --export DIR` saves a copy of `pair.onnx` with its weights
 inside the file (what exports wrote before the weights were shared) and times both in ONNX
 Runtime CPU, alternating, on one seeded batch.
 """

@@ -1,6 +1,6 @@
 """The training step's speed on this machine, per way of running it.
 
-`python -m bench.train_step --image-size 128` times one identity-batched contrastive training
+`python -m bench.studies.train_step --image-size 128` times one identity-batched contrastive training
 step (forward, all-pairs loss, backward, AdamW) of the spec network in each mode:
 
 - fp32: eager, as `siamese-train --amp none --compile off` runs;

@@ -1,6 +1,6 @@
 """A pair list end to end, decoding included: what `siamese-verify --pairs` does against the naive path.
 
-`python -m bench.pair_workload --export DIR --pairs pairsDevTest.txt` times, in one process:
+`python -m bench.studies.pair_workload --export DIR --pairs pairsDevTest.txt` times, in one process:
 
 - naive: every pair's two images decoded and run through the pair graph, batch after batch,
   so an image in several pairs is decoded and embedded each time, and the runtime waits for

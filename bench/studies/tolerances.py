@@ -1,6 +1,6 @@
 """Measure what each reduced precision really does to this network's outputs, on the CPU.
 
-`python -m bench.tolerances --export DIR` runs the export's fp32 graphs (from its tensor-only
+`python -m bench.studies.tolerances --export DIR` runs the export's fp32 graphs (from its tensor-only
 weights) on real LFW test pairs in fp32, bf16 autocast, fp16 autocast and emulated TF32
 (the inputs of every convolution and matrix product rounded to TF32's 10-bit mantissa, fp32
 accumulation, as tensor cores do), and prints each output's largest error relative to its
@@ -19,7 +19,8 @@ import torch
 
 from siamese.artifacts.folder import ExportFolder
 from siamese.artifacts.graphs import graphs_from_weights
-from siamese.core.errors import user_errors
+from siamese.core.errors import SiameseError, user_errors
+from siamese.data.lfw import default_pairs
 from siamese.parity.inputs import parity_inputs
 
 
@@ -56,7 +57,9 @@ def _outputs(graphs, a, b) -> dict[str, np.ndarray]:
 def measure_precisions(export: ExportFolder, n_pairs: int = 16) -> dict[str, dict[str, tuple[float, float]]]:
     """precision -> output -> (max error / output scale, max error / |element| above 1% of scale)."""
     graphs = graphs_from_weights(export)
-    inputs = parity_inputs(export.image_size, None, n_pairs, 0)
+    inputs = parity_inputs(export.image_size, default_pairs("test"), n_pairs, 0)
+    if not len(inputs.labels):
+        raise SiameseError(f"no LFW test pairs to measure on: {inputs.source}")
     a, b = torch.from_numpy(inputs.image_a), torch.from_numpy(inputs.image_b)
     reference = _outputs(graphs, a, b)
     modes = {

@@ -1,6 +1,6 @@
 """How close does each INT8 quantization of the embedding graph stay to fp32?
 
-`python -m bench.int8_settings --checkpoint CKPT --fp32-export DIR --int8-export DIR` embeds
+`python -m bench.studies.int8_settings --checkpoint CKPT --fp32-export DIR --int8-export DIR` embeds
 the labelled LFW test pairs (1,000 by default) with
 
 - the fp32 export's `embedding.onnx` in ONNX Runtime (the reference);
@@ -32,6 +32,7 @@ from siamese.backends import create
 from siamese.backends.onnx.quantize import calibration_feeds, quantize_onnx
 from siamese.backends.onnx.runtime import make_session
 from siamese.core.errors import quiet_logger, user_errors
+from siamese.data.lfw import default_pairs
 from siamese.parity.inputs import BATCH, parity_inputs
 from siamese.tasks.export import calibration_images
 
@@ -70,7 +71,7 @@ def nncf_defaults(fp32: ExportFolder, calibration: np.ndarray):
 @user_errors
 def main(checkpoint: Path, fp32_export: Path, int8_export: Path, n_pairs: int) -> None:
     fp32, int8 = ExportFolder.open(fp32_export), ExportFolder.open(int8_export)
-    inputs = parity_inputs(fp32.image_size, None, n_pairs, 0)
+    inputs = parity_inputs(fp32.image_size, default_pairs("test"), n_pairs, 0)
     labelled = inputs.labels >= 0
     if not labelled.any():
         raise click.UsageError("no labelled test pairs found (LFW is needed)")

@@ -1,0 +1,42 @@
+"""Every study of bench/studies runs end to end at a tiny size, so none rots before it is needed
+again. (The INT8 study runs in test_export's INT8 test, beside the exports it reads.)"""
+
+from click.testing import CliRunner
+from refusals import GOOD_PAIRS, pair_list
+
+from bench.studies import ort_session, pair_workload, shared_weights, tolerances, train_step
+
+
+def run(command, args) -> str:
+    result = CliRunner().invoke(command.main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_ort_session_times_every_setting(contrastive_export):
+    out = run(ort_session, ["--export", contrastive_export, "--threads", "1", "--seconds", "0.1"])
+    assert "1 intra-op thread" in out and "graph level disable" in out
+
+
+def test_shared_weights_times_both_graphs(contrastive_export):
+    out = run(shared_weights, ["--export", contrastive_export, "--batch", "2", "--repeats", "1"])
+    assert "pairs/s" in out
+
+
+def test_pair_workload_agrees_with_the_naive_path(contrastive_export, image_folder):
+    pairs = pair_list(image_folder, GOOD_PAIRS)
+    out = run(pair_workload, ["--export", contrastive_export, "--pairs", pairs, "--batch", "2"])
+    assert "decisions agree on 100.00% of pairs" in out
+
+
+def test_train_step_times_a_mode():
+    out = run(
+        train_step,
+        ["--image-size", "16", "--identities", "2", "--images-per-identity", "2", "--steps", "1", "--modes", "fp32"],
+    )
+    assert "fp32" in out and "images/s" in out
+
+
+def test_tolerances_measures_each_precision(contrastive_export, lfw_dir):
+    out = run(tolerances, ["--export", contrastive_export, "--pairs", "2"])
+    assert {line.split(":")[0] for line in out.splitlines()} == {"bf16", "fp16", "tf32"}
