@@ -30,7 +30,7 @@ from siamese.artifacts.checkpoint import newest_checkpoints, untrained_checkpoin
 from siamese.artifacts.folder import ExportFolder, ExportPolicy, newest_export
 from siamese.backends import REFERENCE, RUNTIMES, RunnerSpec
 from siamese.backends.triton.client import TritonClient
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import write_json
 from siamese.core.model import flops_per_image
 from siamese.data.lfw import default_pairs
@@ -112,11 +112,6 @@ def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
     return ExportFolder.open(dest, own), "UNTRAINED random weights"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
-
-
 def _tiled(inputs: ParityInputs, batch: int) -> tuple[np.ndarray, np.ndarray]:
     reps = -(-batch // len(inputs.labels))
     return np.tile(inputs.image_a, (reps, 1, 1, 1))[:batch], np.tile(inputs.image_b, (reps, 1, 1, 1))[:batch]
@@ -142,7 +137,7 @@ def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Pea
     try:
         reason = runner.unavailable(export)
     except Exception as exc:  # checking must not raise: if it does, that is a bug of the runner
-        return result.fail(f"availability check raised {_first_line(exc)}")
+        return result.fail(f"availability check raised {first_line(exc, with_type=True)}")
     if reason:
         result.status, result.reason = "unavailable", reason
         return result
@@ -166,12 +161,12 @@ def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Pea
                     seconds = cfg.timing.duration
                     result.load += [served_load(runner, a, b, clients, seconds) for clients in cfg.concurrency]
     except Exception as exc:  # a bug, an out-of-memory, a provider error: this runtime failed, the others go on
-        result.fail(_first_line(exc))
+        result.fail(first_line(exc, with_type=True))
     finally:
         try:
             runner.close()
         except Exception as exc:
-            result.fail(f"{result.error + '; ' if result.error else ''}close raised {_first_line(exc)}")
+            result.fail(f"{result.error + '; ' if result.error else ''}close raised {first_line(exc, with_type=True)}")
         gc.collect()
     return result
 
@@ -300,7 +295,7 @@ def _safe_unavailable(runner, export) -> str | None:
     try:
         return runner.unavailable(export)
     except Exception as exc:
-        return _first_line(exc)
+        return first_line(exc, with_type=True)
 
 
 def main(cfg: BenchConfig, echo=print, log=print) -> BenchResult:

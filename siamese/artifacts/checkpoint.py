@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import atomic_write
 from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION, Normalization
@@ -47,7 +47,7 @@ class Checkpoint:
 
     @property
     def higher_is_same(self) -> bool:
-        return self.model_config.variant == "bce"  # a probability rises for the same person; a distance falls
+        return self.model_config.higher_is_same
 
     @property
     def data_set(self) -> str:
@@ -133,7 +133,7 @@ class Checkpoint:
             model.load_state_dict(self.model)
         except RuntimeError as exc:
             raise SiameseError(
-                f"checkpoint weights do not fit a {self.model_config} network: {str(exc).splitlines()[0]}"
+                f"checkpoint weights do not fit a {self.model_config} network: {first_line(exc)}"
             ) from None
         return model.eval()
 

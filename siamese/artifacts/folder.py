@@ -18,6 +18,7 @@ from pathlib import Path
 from siamese.artifacts.formats import DTYPES, FORMATS, artifact_name
 from siamese.core.errors import SiameseError
 from siamese.core.files import sha256_file
+from siamese.core.spec import HEADS, VARIANTS, higher_is_same, image_size_problem, model_name
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.json"
@@ -30,7 +31,6 @@ UNTRUSTED = (
 # the fp32 weights of the checkpoint, as tensors only: eager runtimes and the parity reference
 # rebuild the network from this file, so neither ever unpickles anything from an export
 WEIGHTS = "weights.safetensors"
-FEATURE_DIM = 1024  # siamese.core.model.FEATURE_DIM, repeated so reading an export needs no torch
 # each graph's model name in a Triton repository and on a siamese-serve server
 TRITON_MODELS = {"embedding": "siamese_embedding", "compare": "siamese_compare", "pair": "siamese_pair"}
 
@@ -116,18 +116,26 @@ class ExportMetadata:
         if dtype not in DTYPES:
             raise SiameseError(f"{source}: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
         image_size = need("image_size", int)
-        if image_size < 8 or image_size % 8:
-            raise SiameseError(f"{source}: image_size {image_size} is not a multiple of 8")
+        if problem := image_size_problem(image_size):
+            raise SiameseError(f"{source}: image_size {problem}")
+        variant, head = need("variant", str), d.get("head", "concat")
+        if variant not in VARIANTS or head not in HEADS:
+            raise SiameseError(f"{source}: unknown variant {variant!r} or head {head!r}")
+        if need("higher_is_same", bool) != higher_is_same(variant):
+            raise SiameseError(f"{source}: higher_is_same contradicts the {variant} variant")
+        margin = float(need("margin", int | float))
+        if not 0 < margin < math.inf:
+            raise SiameseError(f"{source}: margin {margin} is not a positive finite number")
         return cls(
-            variant=need("variant", str),
+            variant=variant,
             threshold=threshold,
-            higher_is_same=need("higher_is_same", bool),
-            margin=float(need("margin", int | float)),
+            higher_is_same=higher_is_same(variant),
+            margin=margin,
             image_size=image_size,
             dtype=dtype,
             normalization=need("normalization", dict),
             graphs=need("graphs", dict),
-            head=d.get("head", "concat"),
+            head=head,
             training=d.get("training") or {},
             raw=d,
         )
@@ -135,7 +143,7 @@ class ExportMetadata:
     @property
     def name(self) -> str:
         """The variant, and the head when it is not the spec's (as siamese.core.model.ModelConfig.name)."""
-        return self.variant if self.head == "concat" else f"{self.variant}-{self.head}"
+        return model_name(self.variant, self.head)
 
     def inputs(self, graph: str) -> list[str]:
         return list(self.graphs[graph]["inputs"])

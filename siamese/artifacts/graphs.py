@@ -16,8 +16,9 @@ from torch import nn
 from siamese.artifacts.checkpoint import Checkpoint
 from siamese.artifacts.folder import WEIGHTS, ExportFolder
 from siamese.core.errors import SiameseError
-from siamese.core.model import FEATURE_DIM, ModelConfig, SiameseNet, compare_features, to_score
+from siamese.core.model import ModelConfig, SiameseNet, compare_features, to_score
 from siamese.core.preprocess import Normalization
+from siamese.core.spec import FEATURE_DIM
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 INPUT_NAMES = {

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siamese.artifacts.folder import FEATURE_DIM, UNTRUSTED, ExportFolder
+from siamese.artifacts.folder import UNTRUSTED, ExportFolder
 from siamese.core.errors import SiameseError
+from siamese.core.spec import FEATURE_DIM
 
 
 @dataclass(frozen=True)

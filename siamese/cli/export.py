@@ -67,8 +67,7 @@ def main(checkpoints, runs, fmt, triton_kind, triton_max_batch, dtype, out, name
     from siamese.tasks.export import export_runs
 
     key = read_key(sign_key) if sign_key else None
-    preferred = tuple(b for b in (16, 64, 256) if b < triton_max_batch) + (triton_max_batch,)
-    serving = ServingConfig(triton_max_batch, preferred, kind=triton_kind)
+    serving = ServingConfig.up_to(triton_max_batch, kind=triton_kind)
     exported = export_runs(
         checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, log=click.echo, key=key, serving=serving
     )

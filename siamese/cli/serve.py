@@ -28,11 +28,8 @@ def main(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batc
     from siamese.backends.triton.server import Server, ServerAddress
 
     address = ServerAddress(host, http_port, grpc_port, metrics_port)
-    preferred = tuple(b for b in (8, 16, 64) if b < max_batch) + (max_batch,)
     policy = ExportPolicy.from_options(trust_export, verify_key)
-    server = Server(
-        export_dir or newest_export(), runtime, address, ServingConfig(max_batch, preferred), policy, threads
-    )
+    server = Server(export_dir or newest_export(), runtime, address, ServingConfig.up_to(max_batch), policy, threads)
     server.start()
     click.echo(f"serving {server.export.path} with {runtime}: HTTP {address.http_url}, gRPC {address.grpc_url}")
     server.serve_forever()

@@ -14,6 +14,13 @@ class SiameseError(Exception):
     """A problem with the user's input or environment, explained in one line (no traceback)."""
 
 
+def first_line(exc: BaseException, with_type: bool = False) -> str:
+    """The first line of an exception's message (libraries raise pages), optionally after its type."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {line}" if with_type else line
+
+
 class SiameseWarning(UserWarning):
     """Input that is usable but probably not what the user meant (duplicate pairs, say)."""
 

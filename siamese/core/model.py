@@ -13,12 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-VARIANTS = ("bce", "contrastive")
-# bce heads: "concat" is the spec's Linear(concat(f1, f2)); its logit is g(a) + h(b), which cannot
-# compare the two faces (README). "diff-prod" is Linear(concat(|f1 - f2|, f1 * f2)): the same
-# 2048 inputs and parameter count, one sigmoid node, but a function of how the features relate.
-HEADS = ("concat", "diff-prod")
-FEATURE_DIM = 1024
+from siamese.core.spec import FEATURE_DIM, HEADS, VARIANTS, higher_is_same, image_size_problem, model_name
 
 
 @dataclass(frozen=True)
@@ -35,8 +30,8 @@ class ModelConfig:
             raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
         if self.variant != "bce" and self.head != "concat":
             raise ValueError(f"the {self.head} head is a bce head; the contrastive variant compares distances")
-        if not isinstance(self.image_size, int) or not 8 <= self.image_size <= 1024 or self.image_size % 8:
-            raise ValueError(f"image_size must be a multiple of 8 from 8 to 1024, got {self.image_size!r}")
+        if problem := image_size_problem(self.image_size):
+            raise ValueError(f"image_size: {problem}")
         if not isinstance(self.margin, int | float) or not 0 < self.margin < math.inf:
             raise ValueError(f"margin must be a positive finite number, got {self.margin!r}")
 
@@ -46,7 +41,7 @@ class ModelConfig:
     @property
     def name(self) -> str:
         """The variant, and the head when it is not the spec's: what every output is labelled with."""
-        return self.variant if self.head == "concat" else f"{self.variant}-{self.head}"
+        return model_name(self.variant, self.head)
 
 
 class EmbeddingNet(nn.Sequential):
@@ -139,8 +134,7 @@ class SiameseNet(nn.Module):
 
     @property
     def higher_is_same(self) -> bool:
-        """Probability rises for the same person; distance falls."""
-        return self.head is not None
+        return higher_is_same(self.variant)
 
 
 def contrastive_loss(

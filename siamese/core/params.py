@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from siamese.core.spec import image_size_problem
+
 
 class FiniteFloat(click.FloatRange):
     """A FloatRange that also refuses nan and inf (which compare as inside any range)."""
@@ -26,7 +28,7 @@ class FiniteFloat(click.FloatRange):
 
 
 class ImageSize(click.ParamType):
-    """A square input size the network can take: a multiple of 8 (three 2x poolings), 8 to 1024."""
+    """A square input size the network can take (siamese.core.spec)."""
 
     name = "pixels"
 
@@ -35,8 +37,8 @@ class ImageSize(click.ParamType):
             size = int(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is not an integer", param, ctx)
-        if not 8 <= size <= 1024 or size % 8:
-            self.fail(f"{size} must be a multiple of 8 between 8 and 1024", param, ctx)
+        if problem := image_size_problem(size):
+            self.fail(problem, param, ctx)
         return size
 
 

@@ -32,7 +32,7 @@ from siamese.artifacts.folder import (
 from siamese.artifacts.formats import GRAPHS, check_dtype, formats_for_all, get_format
 from siamese.artifacts.graphs import INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint, save_weights
 from siamese.backends.triton.repository import REPOSITORY, ServingConfig, model_config_pb2, write_repository
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import check_writable, sha256_file
 from siamese.core.provenance import git_commit
 from siamese.data.lfw import default_pairs, sample_pairs
@@ -230,8 +230,7 @@ def export_checkpoint(
                         graphs[graph], graph, tmp / file, {**meta, "graph": graph, "format": fmt}, calibration
                     )
                 except Exception as exc:  # exporters raise many types; name the artifact and the cause
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    raise SiameseError(f"writing {file} failed: {type(exc).__name__}: {first}") from None
+                    raise SiameseError(f"writing {file} failed: {first_line(exc, with_type=True)}") from None
         (tmp / METADATA).write_text(json.dumps({**meta, "artifacts": notes}, indent=2) + "\n")
         if triton:
             log(f"writing the Triton model repository {REPOSITORY}/")

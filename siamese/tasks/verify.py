@@ -15,6 +15,7 @@ from siamese.core.errors import SiameseError
 from siamese.core.files import atomic_write, check_writable, write_json
 from siamese.core.pairs import Pair
 from siamese.core.preprocess import DECODE_WORKERS, check_pair_images, decode_image, image_file
+from siamese.core.spec import score_name
 
 DEFAULT_RUNTIME = "ort-cpu"
 
@@ -43,9 +44,8 @@ class Verifier:
 
     def describe(self, score: float, same: bool) -> str:
         relation = ">" if self.metadata.higher_is_same else "<"
-        score_name = "probability" if self.metadata.variant == "bce" else "distance"
         return (
-            f"{'same' if same else 'different'} person: {score_name} {score:.4f} "
+            f"{'same' if same else 'different'} person: {score_name(self.metadata.variant)} {score:.4f} "
             f"(same if {relation} {self.threshold:.4f})"
         )
 

@@ -23,7 +23,8 @@ import numpy as np
 from siamese.artifacts.folder import ExportFolder
 from siamese.artifacts.formats import artifact_name
 from siamese.backends.base import Abilities, Runner
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
+from siamese.core.spec import FEATURE_DIM
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 # the nodes that hold the work: any of them off the requested provider fails the session
@@ -159,7 +160,7 @@ def make_session(
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for corrupt models
-        raise SiameseError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+        raise SiameseError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
     active = session.get_providers()
     if active[0] != names[0]:
         raise SiameseError(f"{path}: asked for {names[0]}, but ONNX Runtime fell back to {', '.join(active)}")
@@ -220,7 +221,7 @@ class OnnxRuntime(Runner):
             for data_file in onnx_external_files(path):
                 export.check(data_file)  # missing or modified external data: named here, not by ORT
             inputs = export.metadata.inputs(graph)
-            sample = (1024,) if graph == "compare" else (export.image_size, export.image_size, 3)
+            sample = (FEATURE_DIM,) if graph == "compare" else (export.image_size, export.image_size, 3)
             engines = self.cache / export.sha256(name)[:16]
             providers = provider_options(
                 self.provider, self.precision, engines, trt_profiles(inputs, sample, batches or [64])
@@ -243,7 +244,7 @@ class OnnxRuntime(Runner):
     def _sample_feed(self, session, graph: str) -> dict:
         size = self.export.image_size
         if graph == "compare":
-            return {i.name: np.zeros((1, 1024), np.float32) for i in session.get_inputs()}
+            return {i.name: np.zeros((1, FEATURE_DIM), np.float32) for i in session.get_inputs()}
         return {i.name: np.zeros((1, size, size, 3), np.uint8) for i in session.get_inputs()}
 
     def run(self, graph, inputs):

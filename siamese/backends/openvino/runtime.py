@@ -13,7 +13,7 @@ from siamese.artifacts.folder import ExportFolder
 from siamese.artifacts.formats import artifact_name
 from siamese.backends.base import Abilities, Runner, missing_module
 from siamese.backends.onnx.runtime import onnx_external_files
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -64,7 +64,7 @@ class OpenVino(Runner):
             try:
                 self.models[graph] = core.compile_model(core.read_model(str(path)), "CPU", config)
             except RuntimeError as exc:
-                raise SiameseError(f"{path}: OpenVINO cannot compile it ({str(exc).splitlines()[0]})") from None
+                raise SiameseError(f"{path}: OpenVINO cannot compile it ({first_line(exc)})") from None
 
     def run(self, graph, inputs):
         model = self.models[graph]

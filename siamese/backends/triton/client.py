@@ -17,7 +17,7 @@ import numpy as np
 
 from siamese.artifacts.folder import TRITON_MODELS as MODEL_NAMES
 from siamese.backends.base import Abilities, Runner, missing_module
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
 
 TRITON_DTYPES = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}
 TIMEOUT_S = 60.0
@@ -67,7 +67,7 @@ class TritonClient(Runner):
         try:
             live = self._client().is_server_live()
         except Exception as exc:  # connection refused, DNS, TLS: the client raises its own types
-            live, reason = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            live, reason = False, first_line(exc, with_type=True)
         return None if live else f"no live Triton server at {self.protocol}://{self.address} ({reason or 'not live'})"
 
     def load(self, export, graphs, batches=()) -> None:

@@ -50,6 +50,9 @@ class Signature:
     outputs: tuple[TensorSpec, ...]
 
 
+PREFERRED_LADDER = (8, 16, 64, 256)
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """How Triton schedules a model: batches it forms and where its instances run."""
@@ -68,6 +71,13 @@ class ServingConfig:
         too_big = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
         if too_big:
             raise SiameseError(f"preferred batch sizes {too_big} lie outside 1..{self.max_batch_size}")
+
+    @classmethod
+    def up_to(cls, max_batch_size: int, **kwargs) -> ServingConfig:
+        """The batches Triton prefers up to `max_batch_size`: the one ladder of siamese-export
+        --format triton and siamese-serve."""
+        ladder = tuple(b for b in PREFERRED_LADDER if b < max_batch_size) + (max_batch_size,)
+        return cls(max_batch_size, ladder, **kwargs)
 
 
 DEFAULT_SERVING = ServingConfig()

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siamese.artifacts.folder import DEFAULT_POLICY, FEATURE_DIM, ExportFolder, ExportPolicy
+from siamese.artifacts.folder import DEFAULT_POLICY, ExportFolder, ExportPolicy
+from siamese.artifacts.formats import GRAPHS
 from siamese.backends import create
 from siamese.backends.base import missing_module
 from siamese.backends.triton.repository import DEFAULT_SERVING, MODEL_NAMES, ServingConfig
 from siamese.core.errors import SiameseError
+from siamese.core.spec import FEATURE_DIM
 
-GRAPHS = ("embedding", "compare", "pair")
 SHUTDOWN_GRACE_S = 2  # how long a stopping server waits for requests in flight
 
 
