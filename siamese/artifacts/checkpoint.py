@@ -21,6 +21,7 @@ from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import atomic_write
 from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION, Normalization
+from siamese.core.spec import higher_is_same
 
 FORMAT = "siamese-checkpoint"
 FORMAT_VERSION = 1
@@ -47,7 +48,7 @@ class Checkpoint:
 
     @property
     def higher_is_same(self) -> bool:
-        return self.model_config.higher_is_same
+        return higher_is_same(self.model_config.variant)
 
     @property
     def data_set(self) -> str:
