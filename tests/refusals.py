@@ -50,7 +50,7 @@ METADATA_EDITS = [
     (lambda m: m.__setitem__("threshold", float("nan")), "threshold nan is not finite"),
     (lambda m: m.pop("variant"), "key 'variant' is missing"),
     (lambda m: m.__setitem__("image_size", "128"), "key 'image_size' is missing or not a int"),
-    (lambda m: m.__setitem__("image_size", 12), "image_size 12 is not a multiple of 8"),
+    (lambda m: m.__setitem__("image_size", 12), "image_size 12 must be a multiple of 8"),
     (lambda m: m.__setitem__("dtype", "int3"), "dtype 'int3' is not one of"),
     (lambda m: m.__setitem__("higher_is_same", "yes"), "key 'higher_is_same' is missing or not a bool"),
 ]

@@ -68,7 +68,7 @@ def test_missing_and_unreadable_checkpoints(tmp_path):
         (lambda d: d.pop("model_config"), "key 'model_config' is missing"),
         (lambda d: d.__setitem__("threshold", float("inf")), "key 'threshold' is inf, not a finite number"),
         (lambda d: d.__setitem__("threshold", "0.5"), "key 'threshold' should be int or float, got str"),
-        (lambda d: d["model_config"].__setitem__("image_size", 12), "image_size must be a multiple of 8"),
+        (lambda d: d["model_config"].__setitem__("image_size", 12), "image_size: 12 must be a multiple of 8"),
         (lambda d: d["model_config"].__setitem__("variant", "triplet"), "unknown variant 'triplet'"),
         (lambda d: d["normalization"].__setitem__("std", [0, 1, 1]), "std positive"),
         (lambda d: d.__setitem__("format", "something-else"), "not a siamese checkpoint"),

@@ -109,7 +109,7 @@ def test_an_empty_pair_list_is_refused_before_decoding(lfw_dir, tmp_path, cache_
         (lambda d: d.__setitem__("history", {"a": 1}), "key 'history' should be list, got dict"),
         (
             lambda d: d["model_config"].__setitem__("image_size", 10**6),
-            "image_size must be a multiple of 8 from 8 to 1024",
+            "image_size: 1000000 must be a multiple of 8 between 8 and 1024",
         ),
         (lambda d: d.pop("model"), "key 'model' is missing"),
         (lambda d: d.__setitem__("format_version", 99), "checkpoint format 99 is newer"),
