@@ -267,7 +267,7 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
             "dtype": export.metadata.dtype,
             "image_size": export.image_size,
             "threshold": export.metadata.threshold,
-            "training": export.metadata.training,
+            "training": export.metadata.training.to_dict(),
             "formats": export.formats(),
             "signature": "verified" if export.key else "not checked",
         },

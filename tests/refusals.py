@@ -47,12 +47,12 @@ GOOD_PAIRS = "A/1.png A/2.png 1\nA/1.png B/1.png 0\n"
 
 # Metadata a careless editor could leave behind, and the message that names what is wrong.
 METADATA_EDITS = [
-    (lambda m: m.__setitem__("threshold", float("nan")), "threshold nan is not finite"),
+    (lambda m: m.__setitem__("threshold", float("nan")), "key 'threshold' is nan, not a finite number"),
     (lambda m: m.pop("variant"), "key 'variant' is missing"),
-    (lambda m: m.__setitem__("image_size", "128"), "key 'image_size' is missing or not a int"),
+    (lambda m: m.__setitem__("image_size", "128"), "key 'image_size' should be int, got str"),
     (lambda m: m.__setitem__("image_size", 12), "image_size 12 must be a multiple of 8"),
     (lambda m: m.__setitem__("dtype", "int3"), "dtype 'int3' is not one of"),
-    (lambda m: m.__setitem__("higher_is_same", "yes"), "key 'higher_is_same' is missing or not a bool"),
+    (lambda m: m.__setitem__("higher_is_same", "yes"), "key 'higher_is_same' should be bool, got str"),
 ]
 
 

@@ -67,13 +67,13 @@ def test_missing_and_unreadable_checkpoints(tmp_path):
     [
         (lambda d: d.pop("model_config"), "key 'model_config' is missing"),
         (lambda d: d.__setitem__("threshold", float("inf")), "key 'threshold' is inf, not a finite number"),
-        (lambda d: d.__setitem__("threshold", "0.5"), "key 'threshold' should be int or float, got str"),
+        (lambda d: d.__setitem__("threshold", "0.5"), "key 'threshold' should be a number, got str"),
         (lambda d: d["model_config"].__setitem__("image_size", 12), "image_size: 12 must be a multiple of 8"),
         (lambda d: d["model_config"].__setitem__("variant", "triplet"), "unknown variant 'triplet'"),
         (lambda d: d["normalization"].__setitem__("std", [0, 1, 1]), "std positive"),
         (lambda d: d.__setitem__("format", "something-else"), "not a siamese checkpoint"),
         (lambda d: d["model"].pop(next(iter(d["model"]))), "checkpoint weights do not fit"),
-        (lambda d: d.__setitem__("data", {"data_set": 7}), "key 'data.data_set' is not a string"),
+        (lambda d: d.__setitem__("data", {"data_set": 7}), "data: key 'data_set' should be str, got int"),
     ],
 )
 def test_edited_checkpoints_name_the_file_and_key(checkpoint, tmp_path, edit, message):

@@ -123,8 +123,8 @@ def test_atomic_checkpoint_write_keeps_the_old_file_on_failure(tmp_path):
     "edit, match",
     [
         (lambda d: d.pop("model_config"), "key 'model_config' is missing"),
-        (lambda d: d.update(model="weights"), "key 'model' is missing or not a dict"),
-        (lambda d: d.update(threshold="0.5"), "key 'threshold' should be int or float, got str"),
+        (lambda d: d.update(model="weights"), "key 'model' should be dict, got str"),
+        (lambda d: d.update(threshold="0.5"), "key 'threshold' should be a number, got str"),
         (lambda d: d["model_config"].update(image_size=7), "invalid model_config"),
         (lambda d: d.update(format_version=99), "newer than this version reads"),
     ],

@@ -8,7 +8,6 @@ keys, so a missing or mistyped key is named once, with the file.
 
 from __future__ import annotations
 
-import math
 import pickle
 import re
 import zipfile
@@ -17,10 +16,12 @@ from pathlib import Path
 
 import torch
 
+from siamese.artifacts.records import TrainingSummary
 from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import atomic_write
 from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION, Normalization
+from siamese.core.records import require
 from siamese.core.spec import higher_is_same
 
 FORMAT = "siamese-checkpoint"
@@ -39,7 +40,7 @@ class Checkpoint:
     rng: dict | None = None
     data: dict = field(default_factory=dict)  # data set description: data_set, train/test pair files
     history: list = field(default_factory=list)  # one dict per epoch
-    summary: dict | None = None  # the final evaluation, once training finished
+    summary: TrainingSummary | None = None  # the final evaluation, once training finished
     format_version: int = FORMAT_VERSION
 
     @property
@@ -69,7 +70,7 @@ class Checkpoint:
             "rng": self.rng,
             "data": self.data,
             "history": self.history,
-            "summary": self.summary,
+            "summary": None if self.summary is None else self.summary.to_dict(),
         }
 
     @classmethod
@@ -82,48 +83,30 @@ class Checkpoint:
                 f"{source}: checkpoint format {version} is newer than this version reads ({FORMAT_VERSION}); "
                 "upgrade siamese-verify"
             )
-
-        def need(key: str, kind):
-            if not isinstance(d.get(key), kind):
-                raise SiameseError(f"{source}: key {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
-            return d[key]
-
         try:
-            model_config = ModelConfig(**need("model_config", dict))
-            normalization = Normalization.from_dict(need("normalization", dict))
+            model_config = ModelConfig(**require(d, "model_config", dict, source))
+            normalization = Normalization.from_dict(require(d, "normalization", dict, source))
         except (TypeError, ValueError, KeyError) as exc:
             raise SiameseError(f"{source}: invalid model_config or normalization ({exc})") from None
-
-        def optional(key: str, kind, default):
-            value = d.get(key, default)
-            if value is None:
-                return default
-            if not isinstance(value, kind) or isinstance(value, bool):
-                expected = getattr(kind, "__name__", str(kind).replace(" | ", " or "))
-                raise SiameseError(f"{source}: key {key!r} should be {expected}, got {type(value).__name__}")
-            return value
-
-        threshold = optional("threshold", int | float, None)
-        if threshold is not None and not math.isfinite(threshold):
-            raise SiameseError(f"{source}: key 'threshold' is {threshold}, not a finite number")
-        epoch = optional("epoch", int, 0)
+        epoch = require(d, "epoch", int, source, 0)
         if epoch < 0:
             raise SiameseError(f"{source}: key 'epoch' is negative ({epoch})")
-        data = optional("data", dict, {})
-        if not isinstance(data.get("data_set", ""), str):
-            raise SiameseError(f"{source}: key 'data.data_set' is not a string")
+        data = require(d, "data", dict, source, {})
+        require(data, "data_set", str, f"{source}: data", "model")
+        summary = require(d, "summary", dict, source, None)
+        threshold = require(d, "threshold", float, source, None)
         return cls(
-            model=need("model", dict),
+            model=require(d, "model", dict, source),
             model_config=model_config,
             normalization=normalization,
             epoch=epoch,
-            config=optional("config", dict, {}),
-            optimizer=optional("optimizer", dict, None),
+            config=require(d, "config", dict, source, {}),
+            optimizer=require(d, "optimizer", dict, source, None),
             threshold=None if threshold is None else float(threshold),
-            rng=optional("rng", dict, None),
+            rng=require(d, "rng", dict, source, None),
             data=data,
-            history=list(optional("history", list, [])),
-            summary=optional("summary", dict, None),
+            history=list(require(d, "history", list, source, [])),
+            summary=None if summary is None else TrainingSummary.from_dict(summary, f"{source}: summary"),
             format_version=version,
         )
 
@@ -181,7 +164,7 @@ def untrained_checkpoint(
     """A checkpoint of randomly initialised weights, for benchmarks and tests, never for answers.
 
     BatchNorm statistics come from a few random batches so outputs are not degenerate; the
-    threshold is the median score of random pairs. Its summary says `untrained`.
+    threshold is the median score of random pairs. It has no summary: it was never evaluated.
     """
     torch.manual_seed(seed)
     model = SiameseNet(variant, image_size)
@@ -198,7 +181,6 @@ def untrained_checkpoint(
         config={"variant": variant, "image_size": image_size, "epochs": 0, "seed": seed},
         threshold=threshold,
         data=data or {"data_set": "untrained"},
-        summary={"data_set": "untrained", "accuracy": None, "note": "random weights"},
     )
     save_checkpoint(path, checkpoint)
     return path

@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from siamese.artifacts.formats import DTYPES, FORMATS, artifact_name
+from siamese.artifacts.records import TrainedOn
 from siamese.core.errors import SiameseError
 from siamese.core.files import sha256_file
+from siamese.core.records import require
 from siamese.core.spec import HEADS, VARIANTS, higher_is_same, image_size_problem, model_name
 
 MANIFEST = "manifest.json"
@@ -98,34 +99,27 @@ class ExportMetadata:
     normalization: dict
     graphs: dict  # graph -> {"inputs": [...], "outputs": [...]}
     head: str = "concat"  # the bce head (siamese.core.model.HEADS); exports before heads existed have the spec's
-    training: dict = field(default_factory=dict)
+    training: TrainedOn = TrainedOn("unknown")
     raw: dict = field(default_factory=dict, repr=False)  # everything, as written
 
     @classmethod
     def from_dict(cls, d: dict, source: str) -> ExportMetadata:
-        def need(key: str, kind):
-            value = d.get(key) if isinstance(d, dict) else None
-            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-                raise SiameseError(f"{source}: key {key!r} is missing or not a {getattr(kind, '__name__', kind)}")
-            return value
-
-        threshold = float(need("threshold", int | float))
-        if not math.isfinite(threshold):
-            raise SiameseError(f"{source}: threshold {threshold} is not finite")
-        dtype = need("dtype", str)
+        threshold = float(require(d, "threshold", float, source))
+        dtype = require(d, "dtype", str, source)
         if dtype not in DTYPES:
             raise SiameseError(f"{source}: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-        image_size = need("image_size", int)
+        image_size = require(d, "image_size", int, source)
         if problem := image_size_problem(image_size):
             raise SiameseError(f"{source}: image_size {problem}")
-        variant, head = need("variant", str), d.get("head", "concat")
+        variant, head = require(d, "variant", str, source), require(d, "head", str, source, "concat")
         if variant not in VARIANTS or head not in HEADS:
             raise SiameseError(f"{source}: unknown variant {variant!r} or head {head!r}")
-        if need("higher_is_same", bool) != higher_is_same(variant):
+        if require(d, "higher_is_same", bool, source) != higher_is_same(variant):
             raise SiameseError(f"{source}: higher_is_same contradicts the {variant} variant")
-        margin = float(need("margin", int | float))
-        if not 0 < margin < math.inf:
+        margin = float(require(d, "margin", float, source))
+        if margin <= 0:
             raise SiameseError(f"{source}: margin {margin} is not a positive finite number")
+        training = require(d, "training", dict, source, {"data_set": "unknown"})
         return cls(
             variant=variant,
             threshold=threshold,
@@ -133,10 +127,10 @@ class ExportMetadata:
             margin=margin,
             image_size=image_size,
             dtype=dtype,
-            normalization=need("normalization", dict),
-            graphs=need("graphs", dict),
+            normalization=require(d, "normalization", dict, source),
+            graphs=require(d, "graphs", dict, source),
             head=head,
-            training=d.get("training") or {},
+            training=TrainedOn.from_dict(training, f"{source}: training"),
             raw=d,
         )
 

@@ -31,6 +31,7 @@ from siamese.artifacts.folder import (
 )
 from siamese.artifacts.formats import GRAPHS, check_dtype, formats_for_all, get_format
 from siamese.artifacts.graphs import INPUT_NAMES, OUTPUT_NAMES, graphs_from_checkpoint, save_weights
+from siamese.artifacts.records import TrainedOn
 from siamese.backends.triton.repository import REPOSITORY, ServingConfig, model_config_pb2, write_repository
 from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import check_writable, sha256_file
@@ -138,7 +139,6 @@ def verify_folder(folder: Path, formats, reference: dict, inputs: ParityInputs) 
 def build_metadata(ckpt: Checkpoint, checkpoint: Path, dtype: str) -> dict:
     import onnx
 
-    summary = ckpt.summary or {}
     return {
         "variant": ckpt.variant,
         "head": ckpt.model_config.head,
@@ -150,7 +150,7 @@ def build_metadata(ckpt: Checkpoint, checkpoint: Path, dtype: str) -> dict:
         "normalization": ckpt.normalization.to_dict(),
         "input_layout": "NHWC uint8 RGB, resized (no crop) to image_size x image_size",
         "graphs": {g: {"inputs": INPUT_NAMES[g], "outputs": OUTPUT_NAMES[g]} for g in GRAPHS},
-        "training": {k: summary.get(k) for k in ("data_set", "split", "accuracy", "auc", "eer", "epochs")},
+        "training": TrainedOn.of(ckpt.summary, ckpt.data_set).to_dict(),
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint),
         "git_commit": git_commit(),

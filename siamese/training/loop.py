@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from siamese.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from siamese.artifacts.records import TrainingSummary
 from siamese.core.errors import SiameseError
 from siamese.core.files import append_line, check_writable, write_json, write_text
 from siamese.core.metrics import best_threshold, verification_metrics
@@ -332,7 +333,7 @@ def check_run(cfg: TrainConfig, dataset_name: str, image_size: int) -> None:
     check_writable(ckpt_path.parent)
 
 
-def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGLE_PROCESS) -> dict | None:
+def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGLE_PROCESS) -> TrainingSummary | None:
     """Train one variant on an already loaded data set; returns its summary (rank 0; None elsewhere)."""
     device = resolve_device(cfg.device)
     cfg = replace(cfg, amp=resolve_amp(cfg.amp, device))  # the checkpoint and summary record what ran
@@ -382,31 +383,6 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         return None
     eval_started = time.perf_counter()
     results, curves = evaluate(model, dataset, device, cfg.eval_batch_size)
-    summary = {
-        "data_set": dataset.name,
-        "split": f"train: {dataset.info.get('train_pairs', 'synthetic train identities')}; "
-        f"test: {dataset.info.get('test_pairs', 'synthetic test identities')}",
-        "variant": cfg.variant,
-        "head": model.config.head,
-        "image_size": image_size,
-        "accuracy": results["test"]["accuracy"],
-        "threshold": results["threshold"],
-        "threshold_on": results["threshold_on"],
-        "val_accuracy": results.get("val", {}).get("accuracy"),
-        "val_auc": results.get("val", {}).get("auc"),
-        "auc": results["test"]["auc"],
-        "eer": results["test"]["eer"],
-        "train_accuracy": results.get("train", {}).get("accuracy"),
-        "n_test_pairs": results["test"]["n_pairs"],
-        "epochs": len(history),
-        # training time over all epochs (resumed ones included) plus this evaluation
-        "wall_time_s": round(sum(h["epoch_s"] for h in history) + time.perf_counter() - eval_started, 1),
-        "git_commit": git_commit(),
-        "processes": world.world_size,
-        "rank_weights_sha256": rank_digests,  # torchrun: every rank's final weights, all equal
-        "config": cfg.to_dict(),
-        "data": dataset.info,
-    }
     scored = Scored(
         curves["test_scores"],
         curves["test_same"].astype(bool),
@@ -416,16 +392,40 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         model.config.name,
         f"checkpoint {ckpt_path}",
     )
-    summary["tar_at_far"] = report(scored, dataset.info.get("test_pairs", "synthetic test pairs"), out).tar_at_far
+    summary = TrainingSummary(
+        data_set=dataset.name,
+        split=f"train: {dataset.info.get('train_pairs', 'synthetic train identities')}; "
+        f"test: {dataset.info.get('test_pairs', 'synthetic test identities')}",
+        variant=cfg.variant,
+        head=model.config.head,
+        image_size=image_size,
+        accuracy=results["test"]["accuracy"],
+        threshold=results["threshold"],
+        threshold_on=results["threshold_on"],
+        auc=results["test"]["auc"],
+        eer=results["test"]["eer"],
+        n_test_pairs=results["test"]["n_pairs"],
+        epochs=len(history),
+        wall_time_s=round(sum(h["epoch_s"] for h in history) + time.perf_counter() - eval_started, 1),
+        processes=world.world_size,
+        val_accuracy=results.get("val", {}).get("accuracy"),
+        val_auc=results.get("val", {}).get("auc"),
+        train_accuracy=results.get("train", {}).get("accuracy"),
+        tar_at_far=report(scored, dataset.info.get("test_pairs", "synthetic test pairs"), out).tar_at_far,
+        git_commit=git_commit(),
+        rank_weights_sha256=rank_digests,
+        config=cfg.to_dict(),
+        data=dataset.info,
+    )
     save_checkpoint(
         ckpt_path,
         make_checkpoint(model, optimizer, len(history), cfg, g, dataset.info, history, results["threshold"], summary),
     )
-    write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary.to_dict())
     return summary
 
 
-def results_table(summaries: list[dict]) -> str:
+def results_table(summaries: list[TrainingSummary]) -> str:
     def figure(value) -> str:
         return "-" if value is None else f"{value:.4f}"
 
@@ -435,17 +435,17 @@ def results_table(summaries: list[dict]) -> str:
     )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for s in summaries:
-        far = s.get("tar_at_far", {})
+        far = s.tar_at_far
         rows.append(
-            f"| {s['data_set']} | {s['variant']} | {s['head'] if s['variant'] == 'bce' else '-'} | {s['epochs']} | "
-            f"{figure(s.get('val_accuracy'))} | {figure(s.get('val_auc'))} | {s['accuracy']:.4f} | {s['auc']:.4f} | "
-            f"{s['eer']:.4f} | {figure(far.get('0.01'))} | {figure(far.get('0.001'))} | {s['threshold']:.4g} | "
-            f"{s['wall_time_s']:.0f} s |"
+            f"| {s.data_set} | {s.variant} | {s.head if s.variant == 'bce' else '-'} | {s.epochs} | "
+            f"{figure(s.val_accuracy)} | {figure(s.val_auc)} | {s.accuracy:.4f} | {s.auc:.4f} | "
+            f"{s.eer:.4f} | {figure(far.get('0.01'))} | {figure(far.get('0.001'))} | {s.threshold:.4g} | "
+            f"{s.wall_time_s:.0f} s |"
         )
     return "\n".join(rows)
 
 
-def main(cfg: TrainConfig, variants: list[str]) -> list[dict]:
+def main(cfg: TrainConfig, variants: list[str]) -> list[TrainingSummary]:
     if cfg.head != "concat" and "bce" not in variants:
         raise SiameseError(f"--head {cfg.head} is a bce head; the contrastive variant compares distances")
     world = from_environment()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from siamese.artifacts.folder import WEIGHTS
 from siamese.artifacts.graphs import INPUT_NAMES, OUTPUT_NAMES, dynamic_batch, example_inputs
 from siamese.backends.onnx.quantize import calibration_feeds, quantize_onnx
 from siamese.core.errors import quiet_logger
@@ -71,61 +72,78 @@ def write_onnx(module, graph: str, path: Path, meta: dict, calibration: np.ndarr
 
 
 def save_onnx(proto, path: Path, meta: dict) -> dict:
-    """Label `proto` with the metadata, keep its weights in the export's shared file, save and check it."""
+    """Label `proto` with the metadata, point its weights into the export's weight files, save and check it."""
     import onnx
 
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
-    shared, added = store_in_weights_file(proto, path.parent / ONNX_WEIGHTS)
+    notes = store_external(proto, path.parent)
     onnx.save_model(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
-    return {"weights_file": ONNX_WEIGHTS, "tensors_shared": shared, "tensors_added": added}
+    return notes
 
 
-def store_in_weights_file(proto, data_file: Path, min_bytes: int = 1024) -> tuple[int, int]:
-    """Point the large initializers of `proto` at `data_file`, which every ONNX graph of an
-    export shares: a tensor whose bytes some graph already stored there is referenced, not
-    written again, so the pair graph adds nothing to the embedding graph's
-    weights. Returns (tensors shared, tensors appended)."""
+def store_external(proto, folder: Path, min_bytes: int = 1024) -> dict:
+    """Point every large initializer of `proto` at bytes already on disk in `folder`, so each
+    tensor of an export is stored once: in `weights.safetensors` (the checkpoint's fp32 weights,
+    which the parity reference reads too) where its bytes are the same, else in `onnx.data`,
+    which every ONNX graph of the export shares (a tensor another graph put there is referenced,
+    a new one appended, page-aligned). Returns how many tensors went where."""
     from onnx import TensorProto, numpy_helper
     from onnx.external_data_helper import set_external_data
 
-    shared = added = 0
-    with open(data_file, "ab+") as data:
-        stored = {hashlib.sha256(_read_at(data, *where)).digest(): where for where in _stored_tensors(data_file)}
-        for tensor in proto.graph.initializer:
-            raw = numpy_helper.to_array(tensor).tobytes()
-            if len(raw) < min_bytes:
-                continue
-            digest = hashlib.sha256(raw).digest()
-            where = stored.get(digest)
-            if where is not None:
-                shared += 1
-            else:
-                data.seek(0, io.SEEK_END)
-                where = (-data.tell() % 4096 + data.tell(), len(raw))  # page-aligned, so runtimes can map it
-                data.write(b"\0" * (where[0] - data.tell()) + raw)
-                stored[digest] = where
-                added += 1
-            for field in ("float_data", "int32_data", "int64_data", "double_data"):
-                tensor.ClearField(field)
-            tensor.raw_data = raw  # set_external_data insists on it; then the bytes live only in the file
-            set_external_data(tensor, data_file.name, offset=where[0], length=where[1])
-            tensor.ClearField("raw_data")
-            tensor.data_location = TensorProto.EXTERNAL
-    return shared, added
+    stored = _stored_tensors(folder)  # sha256 of the bytes -> (file, offset, length)
+    counts = {"tensors_in_weights": 0, "tensors_shared": 0, "tensors_added": 0}
+    data_file = folder / ONNX_WEIGHTS
+    for tensor in proto.graph.initializer:
+        raw = numpy_helper.to_array(tensor).tobytes()
+        if len(raw) < min_bytes:
+            continue
+        digest = hashlib.sha256(raw).digest()
+        where = stored.get(digest)
+        if where is None:
+            with open(data_file, "ab") as data:
+                end = data.tell()
+                offset = end + -end % 4096  # page-aligned, so runtimes can map it
+                data.write(b"\0" * (offset - end) + raw)
+            where = stored[digest] = (ONNX_WEIGHTS, offset, len(raw))
+            counts["tensors_added"] += 1
+        else:
+            counts["tensors_in_weights" if where[0] == WEIGHTS else "tensors_shared"] += 1
+        for field in ("float_data", "int32_data", "int64_data", "double_data"):
+            tensor.ClearField(field)
+        tensor.raw_data = raw  # set_external_data insists on it; then the bytes live only in the file
+        set_external_data(tensor, where[0], offset=where[1], length=where[2])
+        tensor.ClearField("raw_data")
+        tensor.data_location = TensorProto.EXTERNAL
+    return counts
 
 
-def _stored_tensors(data_file: Path) -> set[tuple[int, int]]:
-    """(offset, length) of the tensors that the ONNX files beside `data_file` keep in it."""
+def _stored_tensors(folder: Path) -> dict[bytes, tuple[str, int, int]]:
+    """Every tensor already on disk in an export folder, by the sha256 of its bytes: those of
+    `weights.safetensors` (its header gives each tensor's offsets) and those that the ONNX graphs
+    beside it keep in `onnx.data`."""
     import onnx
 
-    stored = set()
-    for model in sorted(data_file.parent.glob("*.onnx")):
+    places = []
+    weights = folder / WEIGHTS
+    if weights.is_file():
+        with open(weights, "rb") as f:
+            header_size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(header_size))
+        for name, info in header.items():
+            if name != "__metadata__":
+                start, end = info["data_offsets"]
+                places.append((WEIGHTS, 8 + header_size + start, end - start))
+    for model in sorted(folder.glob("*.onnx")):
         for tensor in onnx.load(str(model), load_external_data=False).graph.initializer:
             info = {e.key: e.value for e in tensor.external_data}
-            if info.get("location") == data_file.name:
-                stored.add((int(info["offset"]), int(info["length"])))
+            if info.get("location") == ONNX_WEIGHTS:
+                places.append((ONNX_WEIGHTS, int(info["offset"]), int(info["length"])))
+    stored = {}
+    for file, offset, length in dict.fromkeys(places):
+        with open(folder / file, "rb") as f:
+            stored.setdefault(hashlib.sha256(_read_at(f, offset, length)).digest(), (file, offset, length))
     return stored
 
 

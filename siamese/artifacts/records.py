@@ -1,0 +1,77 @@
+"""The records that training hands to export and export to every reader: what a run achieved
+(`TrainingSummary`: summary.json and the checkpoint) and what an export says of the model it
+holds (`TrainedOn`: metadata.json, every report). Read with siamese.core.records.from_dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from siamese.core.records import from_dict, to_dict
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """A finished run's final evaluation: threshold chosen on validation, then the test pairs once."""
+
+    SCHEMA = "siamese-training-summary/1"
+
+    data_set: str
+    split: str  # which pair files (or synthetic identities) trained and tested
+    variant: str
+    head: str
+    image_size: int
+    accuracy: float  # test pairs, at `threshold`
+    threshold: float
+    threshold_on: str
+    auc: float
+    eer: float
+    n_test_pairs: int
+    epochs: int
+    wall_time_s: float  # every epoch (resumed ones included) plus the final evaluation
+    processes: int
+    val_accuracy: float | None = None
+    val_auc: float | None = None
+    train_accuracy: float | None = None
+    tar_at_far: dict = field(default_factory=dict)
+    git_commit: str | None = None
+    rank_weights_sha256: list = field(default_factory=list)  # torchrun: every rank's final weights
+    config: dict = field(default_factory=dict)  # the TrainConfig, resolved
+    data: dict = field(default_factory=dict)  # the data set's description
+
+    @classmethod
+    def from_dict(cls, d, source: str) -> TrainingSummary:
+        return from_dict(cls, d, source)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+@dataclass(frozen=True)
+class TrainedOn:
+    """What an export (and every answer from it) says about how its model was trained."""
+
+    SCHEMA = "siamese-trained-on/1"
+
+    data_set: str  # "lfw", "synthetic", or "untrained" for random weights
+    split: str | None = None
+    accuracy: float | None = None  # on the test pairs, at the export's threshold
+    auc: float | None = None
+    eer: float | None = None
+    epochs: int = 0
+
+    @classmethod
+    def of(cls, summary: TrainingSummary | None, data_set: str) -> TrainedOn:
+        if summary is None:
+            return cls(data_set)
+        return cls(summary.data_set, summary.split, summary.accuracy, summary.auc, summary.eer, summary.epochs)
+
+    @property
+    def trained(self) -> bool:
+        return self.epochs > 0
+
+    @classmethod
+    def from_dict(cls, d, source: str) -> TrainedOn:
+        return from_dict(cls, d, source)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
