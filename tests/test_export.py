@@ -141,17 +141,24 @@ def test_tampered_truncated_or_missing_files_are_refused(exported, tmp_path, dam
         loaded(copy, graphs=["pair"])
 
 
-def test_onnx_graphs_share_one_copy_of_the_weights(tmp_path):
+def test_onnx_graphs_keep_their_weights_in_weights_safetensors(tmp_path):
+    """An fp32 export stores each tensor once: every ONNX initializer points into the
+    safetensors file that the parity reference reads, and no onnx.data is written."""
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "bce", SIZE)
     dest, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
     weights = (dest / "weights.safetensors").stat().st_size
-    # one copy plus page alignment; a copy per graph would be 2-3x
-    assert weights <= (dest / "onnx.data").stat().st_size < 1.1 * weights
-    assert all((dest / f"{g}.onnx").stat().st_size < weights / 100 for g in ("embedding", "pair", "compare"))
+    assert not (dest / "onnx.data").exists()
+    total = sum(f.stat().st_size for f in dest.iterdir())
+    assert weights < total < 1.02 * weights  # the graphs themselves are a few kB
     notes = json.loads((dest / "metadata.json").read_text())["artifacts"]
-    assert notes["pair.onnx"]["tensors_shared"] == notes["embedding.onnx"]["tensors_added"]
-    (dest / "onnx.data").unlink()
-    with pytest.raises(SiameseError, match="onnx.data: listed in manifest.json but missing"):
+    assert notes["embedding.onnx"]["tensors_in_weights"] > 0
+    assert all(notes[f"{g}.onnx"]["tensors_added"] == 0 for g in ("embedding", "pair", "compare"))
+    for graph in ("embedding", "pair"):
+        initializers = onnx.load(str(dest / f"{graph}.onnx"), load_external_data=False).graph.initializer
+        locations = {e.value for t in initializers for e in t.external_data if e.key == "location"}
+        assert locations == {"weights.safetensors"}
+    (dest / "weights.safetensors").unlink()
+    with pytest.raises(SiameseError, match="weights.safetensors: listed in manifest.json but missing"):
         loaded(dest, graphs=["embedding"])
 
 
@@ -164,7 +171,7 @@ def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified
     )
     assert int8.name.endswith("-int8") and all(c.passed for c in checks)
     assert {c.artifact.split()[0] for c in checks} == set(formats)  # each format verified by its runner
-    ratio = (fp32 / "onnx.data").stat().st_size / (int8 / "onnx.data").stat().st_size
+    ratio = (fp32 / "weights.safetensors").stat().st_size / (int8 / "onnx.data").stat().st_size
     assert 3.5 < ratio < 4.5  # int8 weights, one copy shared by both graphs
     ops = {n.op_type for n in onnx.load(str(int8 / "embedding.onnx"), load_external_data=False).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
