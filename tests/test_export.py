@@ -407,7 +407,7 @@ def test_verify_pairs_in_small_batches_gives_each_pair_its_own_images(contrastiv
     rows = verifier.verify_pairs(pairs, image_folder, batch=1)  # one image per batch: four batches in flight
     for pair, row in zip(pairs, rows, strict=True):
         alone = verifier.verify_files(image_folder / pair.a, image_folder / pair.b)
-        assert row["score"] == pytest.approx(alone["score"], rel=1e-5, abs=1e-6), pair
+        assert row.score == pytest.approx(alone.score, rel=1e-5, abs=1e-6), pair
 
 
 def test_quiet_logger_keeps_only_errors_and_restores_the_level(caplog):

@@ -118,7 +118,7 @@ def test_verifying_with_onnx_runtime_never_imports_torch(contrastive_export, tmp
         "import sys; from siamese.tasks.verify import Verifier; "
         f"v = Verifier({str(contrastive_export)!r}, 'ort-cpu'); "
         f"r = v.verify_files({str(tmp_path / 'a.png')!r}, {str(tmp_path / 'b.png')!r}); "
-        "print(type(r['score']).__name__, 'torch' in sys.modules)"
+        "print(type(r.score).__name__, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["float", "False"]

@@ -70,8 +70,8 @@ def test_served_pairs_match_siamese_verify_over_http_and_grpc(server, tmp_path):
     b = verifier.load_images([p[1] for p in pairs])
 
     served = infer(http, server.address.http_url, MODEL_NAMES["pair"], {"image_a": a, "image_b": b}, ["score", "same"])
-    np.testing.assert_allclose(served["score"].ravel(), [e["score"] for e in expected], rtol=1e-5, atol=1e-5)
-    assert served["same"].ravel().tolist() == [e["same"] for e in expected]
+    np.testing.assert_allclose(served["score"].ravel(), [e.score for e in expected], rtol=1e-5, atol=1e-5)
+    assert served["same"].ravel().tolist() == [e.same for e in expected]
 
     grpc_url = server.address.grpc_url
     features = infer(grpc, grpc_url, MODEL_NAMES["embedding"], {"images": np.concatenate([a, b])}, ["features"])

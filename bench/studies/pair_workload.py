@@ -55,7 +55,7 @@ def main(export: Path, pairs_file: Path, runtime: str, batch: int, threads: int 
     start = time.perf_counter()
     rows = verifier.verify_pairs(pairs, root, batch)
     verify_s = time.perf_counter() - start
-    agree = np.mean(naive_same == np.array([r["same"] for r in rows]))
+    agree = np.mean(naive_same == np.array([r.same for r in rows]))
     click.echo(f"{len(pairs)} pairs, {distinct} distinct images, {runtime}, batch {batch}")
     click.echo(f"  naive (2 images per pair, decode then run): {naive_s:7.1f} s  {len(pairs) / naive_s:6.1f} pairs/s")
     click.echo(

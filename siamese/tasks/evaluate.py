@@ -122,7 +122,7 @@ def score_export(folder: Path, pairs, image_root: Path, runtime: str, policy: Ex
     rows = verifier.verify_pairs(pairs, image_root)
     meta = verifier.metadata
     return Scored(
-        np.array([r["score"] for r in rows]),
+        np.array([r.score for r in rows]),
         np.array([p.same == 1 for p in pairs]),
         None,
         meta.threshold,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,24 @@ from siamese.core.preprocess import DECODE_WORKERS, check_pair_images, decode_im
 from siamese.core.spec import score_name
 
 DEFAULT_RUNTIME = "ort-cpu"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One pair's answer: what `siamese-verify` prints and writes (a row of --output)."""
+
+    image_a: str
+    image_b: str
+    score: float  # a probability (bce) or a distance (contrastive)
+    same: bool  # at the export's threshold
+    label: int | None = None  # the pair list's label, where it has one
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.label is None else self.same == bool(self.label)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class Verifier:
@@ -71,17 +90,12 @@ class Verifier:
         outs = [self.runner.compare(fa[i : i + batch], fb[i : i + batch]) for i in range(0, len(fa), batch)]
         return np.concatenate([o["score"] for o in outs]), np.concatenate([o["same"] for o in outs]).astype(bool)
 
-    def verify_files(self, a: Path, b: Path) -> dict:
+    def verify_files(self, a: Path, b: Path) -> Verdict:
         features = self.embed(self.load_images([Path(a), Path(b)]))
         score, same = self.decide(features[:1], features[1:])
-        return {
-            "same": bool(same[0]),
-            "score": float(score[0]),
-            "threshold": self.threshold,
-            "variant": self.metadata.variant,
-        }
+        return Verdict(str(a), str(b), float(score[0]), bool(same[0]))
 
-    def verify_pairs(self, pairs: list[Pair], image_root: Path, batch: int = 64) -> list[dict]:
+    def verify_pairs(self, pairs: list[Pair], image_root: Path, batch: int = 64) -> list[Verdict]:
         """Every distinct image is decoded and embedded once, however many pairs it is in."""
         keys = sorted({k for p in pairs for k in (p.a, p.b)})
         row = {k: i for i, k in enumerate(keys)}
@@ -91,36 +105,28 @@ class Verifier:
         ib = np.array([row[p.b] for p in pairs])
         score, same = self.decide(features[ia], features[ib])
         return [
-            {
-                "image_a": p.a,
-                "image_b": p.b,
-                "score": float(s),
-                "same": bool(d),
-                "label": None if p.same < 0 else p.same,
-            }
+            Verdict(p.a, p.b, float(s), bool(d), None if p.same < 0 else p.same)
             for p, s, d in zip(pairs, score, same, strict=True)
         ]
 
 
-def accuracy(rows: list[dict]) -> float | None:
-    labelled = [r for r in rows if r["label"] is not None]
-    if not labelled:
-        return None
-    return sum(r["same"] == bool(r["label"]) for r in labelled) / len(labelled)
+def accuracy(rows: list[Verdict]) -> float | None:
+    labelled = [r.correct for r in rows if r.correct is not None]
+    return sum(labelled) / len(labelled) if labelled else None
 
 
-def write_results(rows: list[dict], path: Path) -> None:
+def write_results(rows: list[Verdict], path: Path) -> None:
     if path.suffix.lower() == ".json":
-        write_json(path, rows, indent=1)
+        write_json(path, [r.to_dict() for r in rows], indent=1)
         return
     if path.suffix.lower() != ".csv":
         raise SiameseError(f"{path}: results are written as .csv or .json")
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["image_a", "image_b", "score", "same", "label"])
+            writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(Verdict)])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(r.to_dict() for r in rows)
 
     atomic_write(path, write_csv)
 
@@ -160,7 +166,7 @@ def verify_pair_file(
     if output:
         write_results(rows, output)
     acc = accuracy(rows)
-    same = sum(r["same"] for r in rows)
+    same = sum(r.same for r in rows)
     return (
         f"{len(rows)} pairs: {same} same, {len(rows) - same} different"
         + (f"; accuracy {acc:.4f} on the labels" if acc is not None else "")
