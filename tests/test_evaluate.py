@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from siamese.cli import evaluate as evaluate_cli
-from siamese.tasks.evaluate import Scored, fold_accuracies, metrics, tar_at_far
+from siamese.core.metrics import tar_at_far
+from siamese.tasks.evaluate import Scored, fold_accuracies, metrics
 
 
 def test_tar_at_far_takes_the_best_rate_within_the_false_accept_budget():

@@ -6,7 +6,7 @@ distance falls. Internally everything is turned into "higher means same".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -75,19 +75,46 @@ def decide(scores, threshold: float, higher_is_same: bool = True) -> np.ndarray:
     return scores > threshold if higher_is_same else scores < threshold
 
 
+FARS = (1e-2, 1e-3)  # the false-accept rates every report gives the true-accept rate at
+
+
+def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """The highest true-accept rate whose false-accept rate does not exceed `far`."""
+    return float(tpr[fpr <= far].max(initial=0.0))
+
+
 @dataclass
 class Verification:
-    accuracy: float
+    """How well scores separate same from different pairs: the one metrics record of every
+    report (training's validation and test figures, siamese-eval's eval.json)."""
+
+    accuracy: float  # at `threshold`
     auc: float
     eer: float
     threshold: float
     n_pairs: int
+    best_accuracy: float  # at the best threshold for these very pairs: how well `threshold` transfers
+    best_threshold: float
+    tar_at_far: dict[str, float]
 
     def to_dict(self) -> dict:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def accuracy_at(scores, same, threshold: float, higher_is_same: bool = True) -> float:
+    return float((decide(scores, threshold, higher_is_same) == np.asarray(same, dtype=bool)).mean())
 
 
 def verification_metrics(scores, same, threshold: float, higher_is_same: bool = True) -> Verification:
     fpr, tpr, _ = roc_curve(scores, same, higher_is_same)
-    accuracy = float((decide(scores, threshold, higher_is_same) == np.asarray(same, dtype=bool)).mean())
-    return Verification(accuracy, roc_auc(fpr, tpr), equal_error_rate(fpr, tpr), threshold, len(scores))
+    best = best_threshold(scores, same, higher_is_same)
+    return Verification(
+        accuracy=accuracy_at(scores, same, threshold, higher_is_same),
+        auc=roc_auc(fpr, tpr),
+        eer=equal_error_rate(fpr, tpr),
+        threshold=threshold,
+        n_pairs=len(scores),
+        best_accuracy=accuracy_at(scores, same, best, higher_is_same),
+        best_threshold=best,
+        tar_at_far={f"{far:g}": tar_at_far(fpr, tpr, far) for far in FARS},
+    )

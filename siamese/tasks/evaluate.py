@@ -10,7 +10,7 @@ same and different pairs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,11 @@ from siamese.artifacts.checkpoint import load_checkpoint
 from siamese.artifacts.folder import DEFAULT_POLICY, MANIFEST, ExportPolicy
 from siamese.core.errors import SiameseError
 from siamese.core.files import check_writable, write_json, write_png
-from siamese.core.metrics import best_threshold, decide, equal_error_rate, roc_auc, roc_curve
+from siamese.core.metrics import Verification, best_threshold, decide, roc_curve, verification_metrics
 from siamese.core.model import SiameseNet
 from siamese.core.pairs import read_pairs
 from siamese.core.preprocess import NORMALIZATION, check_pair_images, to_model_input
 from siamese.data.lfw import ImageBank, PairSet
-
-FARS = (1e-2, 1e-3)
 
 
 @dataclass
@@ -43,27 +41,13 @@ class Scored:
 
 
 @dataclass
-class Evaluation:
-    source: str
-    pairs_file: str
-    n_pairs: int
-    variant: str
-    threshold: float
-    accuracy: float  # at the stored threshold
-    best_accuracy: float  # at the best threshold for this list
-    best_threshold: float
-    auc: float
-    eer: float
-    tar_at_far: dict[str, float]
+class Evaluation(Verification):
+    """The metrics of one pair list, and what was scored on which list (eval.json)."""
+
+    source: str = ""
+    pairs_file: str = ""
+    variant: str = ""
     folds: dict | None = None  # View 2: per-fold accuracy, mean, std
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
-    """The highest true-accept rate whose false-accept rate does not exceed `far`."""
-    return float(tpr[fpr <= far].max(initial=0.0))
 
 
 def fold_accuracies(scored: Scored) -> dict:
@@ -77,25 +61,13 @@ def fold_accuracies(scored: Scored) -> dict:
 
 
 def metrics(scored: Scored, pairs_file: Path) -> Evaluation:
-    fpr, tpr, _ = roc_curve(scored.scores, scored.same, scored.higher_is_same)
-    cut = best_threshold(scored.scores, scored.same, scored.higher_is_same)
-
-    def accuracy(threshold: float) -> float:
-        return float((decide(scored.scores, threshold, scored.higher_is_same) == scored.same).mean())
-
+    figures = verification_metrics(scored.scores, scored.same, scored.threshold, scored.higher_is_same)
     multi_fold = scored.folds is not None and len(np.unique(scored.folds)) > 1
     return Evaluation(
+        **vars(figures),
         source=scored.source,
         pairs_file=str(pairs_file),
-        n_pairs=len(scored.scores),
         variant=scored.variant,
-        threshold=scored.threshold,
-        accuracy=accuracy(scored.threshold),
-        best_accuracy=accuracy(cut),
-        best_threshold=cut,
-        auc=roc_auc(fpr, tpr),
-        eer=equal_error_rate(fpr, tpr),
-        tar_at_far={f"{far:g}": tar_at_far(fpr, tpr, far) for far in FARS},
         folds=fold_accuracies(scored) if multi_fold else None,
     )
 
