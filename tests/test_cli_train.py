@@ -182,10 +182,10 @@ def test_fetch_checks_sha256_and_keeps_nothing_bad(tmp_path):
 
 
 def test_without_lfw_training_falls_back_to_synthetic_loudly(monkeypatch, capsys):
-    import siamese.training.loop
+    import siamese.training.run
 
-    monkeypatch.setattr(siamese.training.loop, "find_lfw", lambda cache: None)
-    dataset = siamese.training.loop.load_dataset(siamese.training.loop.TrainConfig(image_size=16))
+    monkeypatch.setattr(siamese.training.run, "find_lfw", lambda cache: None)
+    dataset = siamese.training.run.load_dataset(TrainConfig(image_size=16))
     assert dataset.name == "synthetic" and dataset.bank.images.shape[1:] == (16, 16, 3)
     assert "NO LFW FOUND" in capsys.readouterr().err
 
@@ -240,10 +240,10 @@ def test_a_chosen_negatives_mode_holds_for_both_variants_and_the_head_only_for_b
 
 
 def test_each_variant_trains_its_own_epochs_unless_chosen(monkeypatch):
-    import siamese.training.loop
+    import siamese.training.run
 
     chosen = []
-    monkeypatch.setattr(siamese.training.loop, "main", lambda cfg, variants: chosen.append(cfg))
+    monkeypatch.setattr(siamese.training.run, "main", lambda cfg, variants: chosen.append(cfg))
     assert CliRunner().invoke(train_cli.main, ["--variant", "both"]).exit_code == 0
     runs = {v: chosen[0].for_variant(v) for v in ("contrastive", "bce")}  # as the CLI's defaults leave it
     assert (runs["contrastive"].epochs, runs["bce"].epochs) == (9, 8)

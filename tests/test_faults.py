@@ -57,7 +57,7 @@ def test_a_full_disk_during_training_stops_with_the_path_and_the_last_checkpoint
     def full(path, checkpoint):
         atomic_write(path, no_space)
 
-    monkeypatch.setattr("siamese.training.loop.save_checkpoint", full)
+    monkeypatch.setattr("siamese.training.run.save_checkpoint", full)
     result = CliRunner().invoke(train_cli.main, [*TINY, "--epochs", "2", "--out", str(out), "--resume"])
     assert result.exit_code == 1 and f"cannot write {ckpt}: No space left on device" in result.output
     assert ckpt.read_bytes() == before

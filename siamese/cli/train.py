@@ -18,7 +18,7 @@ from siamese.training.config import TrainConfig
 @user_errors
 def main(variant, **options):
     """Train the siamese network (one or both variants) and evaluate it on the test pairs."""
-    from siamese.training.loop import main as train
+    from siamese.training.run import main as train
 
     cfg = TrainConfig(**{k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
     train(cfg, list(VARIANTS) if variant == "both" else [variant])

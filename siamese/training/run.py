@@ -1,0 +1,270 @@
+"""A training run, torchvision-references style: `main(cfg)` trains each variant with the loop
+(siamese.training.loop) and writes, under `<out>/<data set>/<variant>[-<head>]/`:
+`checkpoint.pt` (every epoch, atomically), `metrics.jsonl` (one line per epoch),
+`roc.png` and `summary.json` (after the final evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from siamese.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from siamese.artifacts.records import TrainingSummary
+from siamese.core.errors import SiameseError
+from siamese.core.files import append_line, check_writable, write_json, write_text
+from siamese.core.model import ModelConfig, SiameseNet
+from siamese.core.preprocess import NORMALIZATION
+from siamese.core.provenance import git_commit
+from siamese.data.lfw import Dataset, find_lfw, load_lfw
+from siamese.tasks.evaluate import Scored, report
+from siamese.training.config import TrainConfig
+from siamese.training.distributed import SINGLE_PROCESS, Distributed, from_environment
+from siamese.training.loop import (
+    check_ranks_agree,
+    distributed_step,
+    evaluate,
+    resolve_amp,
+    train_one_epoch,
+    validate,
+)
+
+SYNTHETIC_BANNER = """
+##############################################################################
+#  NO LFW FOUND: training on the built-in SYNTHETIC face set.                #
+#  Figures from this run describe synthetic faces, not LFW. For real data:   #
+#    siamese-data fetch          (downloads LFW into ./cache/lfw)            #
+#    siamese-train --data PATH   (an LFW folder or .tgz)                     #
+##############################################################################
+"""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SiameseError(f"device {name!r} requested but CUDA is not available here")
+    return torch.device(name)
+
+
+def load_dataset(cfg: TrainConfig) -> Dataset:
+    """LFW when given or found, else the synthetic set (announced loudly), with its validation split."""
+    dataset = _load_data(cfg)
+    if cfg.val_identities > 0:
+        dataset = dataset.split_validation(cfg.val_identities, cfg.val_pairs, cfg.seed)
+    return dataset
+
+
+def data_source(cfg: TrainConfig) -> Path | None:
+    """The LFW folder or archive to train on; None: the synthetic set."""
+    return Path(cfg.data) if cfg.data else (None if cfg.synthetic else find_lfw(Path(cfg.cache)))
+
+
+def _load_data(cfg: TrainConfig) -> Dataset:
+    from siamese.data.synthetic import make_synthetic
+
+    data = data_source(cfg)
+    if data is None:
+        print(SYNTHETIC_BANNER, file=sys.stderr)
+        return make_synthetic(image_size=cfg.image_size or 32, seed=cfg.seed)
+    return load_lfw(
+        data,
+        cfg.image_size or 128,
+        Path(cfg.train_pairs) if cfg.train_pairs else None,
+        Path(cfg.test_pairs) if cfg.test_pairs else None,
+        cache_dir=Path(cfg.cache),
+        limit=cfg.limit_pairs,
+    )
+
+
+def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, threshold=None, summary=None):
+    return Checkpoint(
+        model=model.state_dict(),
+        model_config=model.config,
+        normalization=NORMALIZATION,
+        epoch=epoch,
+        config=cfg.to_dict(),
+        optimizer=optimizer.state_dict(),
+        threshold=threshold,
+        rng={"generator": g.get_state(), "torch": torch.get_rng_state()},
+        data=data_info,
+        history=history,
+        summary=summary,
+    )
+
+
+def metrics_line(stats: dict) -> str:
+    """One epoch's line of metrics.jsonl, floats rounded for reading."""
+    return json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()})
+
+
+def run_dir(cfg: TrainConfig, dataset_name: str) -> Path:
+    return Path(cfg.out) / dataset_name / ModelConfig(cfg.variant, head=cfg.head).name
+
+
+def check_run(cfg: TrainConfig, dataset_name: str, image_size: int) -> None:
+    """Refuse, before any data is decoded, a run that would overwrite a checkpoint, resume a
+    different model, or write into a folder it cannot write."""
+    model_config = ModelConfig(cfg.variant, image_size, cfg.margin, cfg.head)
+    ckpt_path = run_dir(cfg, dataset_name) / "checkpoint.pt"
+    if ckpt_path.exists() and not cfg.resume:
+        raise SiameseError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    if cfg.resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.model_config != model_config:
+            raise SiameseError(f"{ckpt_path}: was trained as {ckpt.model_config}, not {model_config}")
+        if ckpt.optimizer is None or ckpt.rng is None:
+            raise SiameseError(f"{ckpt_path}: holds no optimizer or RNG state to resume from")
+        if ckpt.epoch >= cfg.epochs_used and ckpt.summary is not None:
+            raise SiameseError(f"{ckpt_path}: already finished {ckpt.epoch} epochs; raise --epochs to train on")
+    check_writable(ckpt_path.parent)
+
+
+def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGLE_PROCESS) -> TrainingSummary | None:
+    """Train one variant on an already loaded data set; returns its summary (rank 0; None elsewhere)."""
+    device = resolve_device(cfg.device)
+    cfg = replace(cfg, amp=resolve_amp(cfg.amp, device))  # the checkpoint and summary record what ran
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    image_size = dataset.bank.images.shape[1]
+    model = SiameseNet(cfg.variant, image_size, cfg.margin, cfg.head).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    out = run_dir(cfg, dataset.name)
+    ckpt_path = out / "checkpoint.pt"
+    history, start_epoch, rank_digests = [], 1, []
+    check_run(cfg, dataset.name, image_size)
+    if cfg.resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        g.set_state(ckpt.rng["generator"])
+        torch.set_rng_state(ckpt.rng["torch"])
+        history, start_epoch = ckpt.history, ckpt.epoch + 1
+        print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt.epoch}", file=sys.stderr)
+
+    metrics_log = out / "metrics.jsonl"
+    if history and world.is_main:
+        # the checkpoint's history is the record: a run killed between saving an epoch and
+        # logging it would otherwise resume with that epoch missing from the log
+        write_text(metrics_log, "".join(metrics_line(h) + "\n" for h in history))
+    step_loss = distributed_step(model, cfg, device, world)
+    for epoch in range(start_epoch, cfg.epochs_used + 1):
+        stats = {
+            "variant": cfg.variant,
+            "head": model.config.head,
+            "data_set": dataset.name,
+            **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch, step_loss, world),
+        }
+        rank_digests = check_ranks_agree(model, world, epoch)
+        if not world.is_main:
+            continue
+        stats |= validate(model, dataset, device, cfg.eval_batch_size)
+        history.append(stats)
+        save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset.info, history))
+        # after the checkpoint: a run killed in between logs no epoch that a resume would train again
+        line = metrics_line(stats)
+        print(line, flush=True)
+        append_line(metrics_log, line)
+
+    if not world.is_main:
+        return None
+    eval_started = time.perf_counter()
+    results, curves = evaluate(model, dataset, device, cfg.eval_batch_size)
+    scored = Scored(
+        curves["test_scores"],
+        curves["test_same"].astype(bool),
+        None,
+        results["threshold"],
+        model.higher_is_same,
+        model.config.name,
+        f"checkpoint {ckpt_path}",
+    )
+    summary = TrainingSummary(
+        data_set=dataset.name,
+        split=f"train: {dataset.info.get('train_pairs', 'synthetic train identities')}; "
+        f"test: {dataset.info.get('test_pairs', 'synthetic test identities')}",
+        variant=cfg.variant,
+        head=model.config.head,
+        image_size=image_size,
+        accuracy=results["test"]["accuracy"],
+        threshold=results["threshold"],
+        threshold_on=results["threshold_on"],
+        auc=results["test"]["auc"],
+        eer=results["test"]["eer"],
+        n_test_pairs=results["test"]["n_pairs"],
+        epochs=len(history),
+        wall_time_s=round(sum(h["epoch_s"] for h in history) + time.perf_counter() - eval_started, 1),
+        processes=world.world_size,
+        val_accuracy=results.get("val", {}).get("accuracy"),
+        val_auc=results.get("val", {}).get("auc"),
+        train_accuracy=results.get("train", {}).get("accuracy"),
+        tar_at_far=report(scored, dataset.info.get("test_pairs", "synthetic test pairs"), out).tar_at_far,
+        git_commit=git_commit(),
+        rank_weights_sha256=rank_digests,
+        config=cfg.to_dict(),
+        data=dataset.info,
+    )
+    save_checkpoint(
+        ckpt_path,
+        make_checkpoint(model, optimizer, len(history), cfg, g, dataset.info, history, results["threshold"], summary),
+    )
+    write_json(out / "summary.json", summary.to_dict())
+    return summary
+
+
+def results_table(summaries: list[TrainingSummary]) -> str:
+    def figure(value) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    header = (
+        "| data set | variant | head | epochs | val accuracy | val AUC | test accuracy | AUC | EER "
+        "| TAR@FAR 1e-2 | TAR@FAR 1e-3 | threshold | wall time |"
+    )
+    rows = [header, "|" + "---|" * (header.count("|") - 1)]
+    for s in summaries:
+        far = s.tar_at_far
+        rows.append(
+            f"| {s.data_set} | {s.variant} | {s.head if s.variant == 'bce' else '-'} | {s.epochs} | "
+            f"{figure(s.val_accuracy)} | {figure(s.val_auc)} | {s.accuracy:.4f} | {s.auc:.4f} | "
+            f"{s.eer:.4f} | {figure(far.get('0.01'))} | {figure(far.get('0.001'))} | {s.threshold:.4g} | "
+            f"{s.wall_time_s:.0f} s |"
+        )
+    return "\n".join(rows)
+
+
+def main(cfg: TrainConfig, variants: list[str]) -> list[TrainingSummary]:
+    if cfg.head != "concat" and "bce" not in variants:
+        raise SiameseError(f"--head {cfg.head} is a bce head; the contrastive variant compares distances")
+    world = from_environment()
+    try:
+        cfg = replace(cfg, device=world.device(cfg.device))
+        resolve_device(cfg.device)
+        runs = [cfg.for_variant(v) for v in variants]
+        synthetic = data_source(cfg) is None
+        for run in runs:
+            check_run(run, "synthetic" if synthetic else "lfw", cfg.image_size or (32 if synthetic else 128))
+        dataset = load_on_main_first(cfg, world)
+        summaries = [train_variant(run, dataset, world) for run in runs]
+        world.barrier()  # the other ranks wait for rank 0's evaluation before the group closes
+    finally:
+        world.close()
+    if not world.is_main:
+        return []
+    print(results_table(summaries))
+    return summaries
+
+
+def load_on_main_first(cfg: TrainConfig, world: Distributed) -> Dataset:
+    """The data set, loaded by rank 0 before the others: an archive is unpacked into the cache
+    once, and the other ranks read what it left there."""
+    if not world.is_main:
+        world.barrier()
+    dataset = load_dataset(cfg)
+    if world.is_main:
+        world.barrier()
+    return dataset
