@@ -18,11 +18,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 from tqdm import tqdm
 
 from bench.load import served_load
 from bench.machine import machine_info
+from bench.params import NameList, tolerances
 from bench.report import header, regressions, table, write_report
 from bench.result import BenchResult, Peak, RuntimeResult
 from bench.timing import TimingConfig, measure, peak_gflops, summarize
@@ -33,6 +35,7 @@ from siamese.backends.triton.client import TritonClient
 from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import write_json
 from siamese.core.model import flops_per_image
+from siamese.core.params import FiniteFloat, IntList, OutputFile, option
 from siamese.data.lfw import default_pairs
 from siamese.parity.inputs import (
     BATCH,
@@ -46,33 +49,69 @@ from siamese.parity.inputs import (
 
 # the reference, in order of preference: the spec network from tensor-only weights, else ONNX Runtime fp32
 REFERENCES = (REFERENCE, "ort-cpu")
+PATH = click.Path(path_type=Path)
 
 
 @dataclass
 class BenchConfig:
-    export: Path | None = None
-    runtimes: list[str] | None = None  # None: every registered runtime
-    batches: list[int] = field(default_factory=lambda: [64])
+    """One benchmark run; its fields with a help are siamese-bench's options."""
+
+    export: Path | None = option(
+        None, "export folder; default the newest under exports/, else the newest checkpoint exported now", PATH
+    )
+    runtimes: list[str] | None = option(
+        None, f"comma-separated subset of: {', '.join(RUNTIMES)}", NameList(), show_default="all"
+    )
+    batches: list[int] = option(
+        help="comma-separated batch sizes (pairs), e.g. 1,8,64", type=IntList(), flag="--batch", factory=lambda: [64]
+    )
     timing: TimingConfig = field(default_factory=TimingConfig)
-    threads: int | None = None
-    flush_denormal: bool = False  # CPU: treat denormal floats as zero in PyTorch (see README)
-    pairs: Path | None = None  # labelled pair file for parity; default the LFW test split
-    parity_pairs: int = 64
-    random_pairs: int = 16
-    tolerances: dict[str, float] = field(default_factory=dict)  # atol / rtol / accuracy_delta overrides
-    save_inputs: Path | None = None
-    load_reference: Path | None = None
-    timing_enabled: bool = True
-    isolate: bool = False  # every runtime in its own child process
+    threads: int | None = option(None, "CPU threads (torch and ONNX Runtime)", click.IntRange(min=1))
+    flush_denormal: bool = option(False, "PyTorch CPU: flush denormal floats to zero (see README)")
+    pairs: Path | None = option(
+        None,
+        "labelled pair file for parity; default the LFW test split of $SIAMESE_LFW or the cache",
+        click.Path(path_type=Path, exists=True, dir_okay=False),
+    )
+    parity_pairs: int = option(64, "labelled pairs parity runs on", click.IntRange(min=0))
+    random_pairs: int = option(16, "seeded random pairs parity runs on", click.IntRange(min=0))
+    tolerances: dict[str, float] = option(
+        help="override the precision's tolerance: atol=, rtol= or accuracy_delta= (repeatable)",
+        flag="--tolerance",
+        factory=dict,
+        multiple=True,
+        callback=tolerances,
+        default=(),
+        show_default=False,
+    )
+    save_inputs: Path | None = option(
+        None, "write inputs and reference outputs: FILE.npz and Polygraphy JSON beside it", OutputFile(".npz")
+    )
+    load_reference: Path | None = option(None, "a --save-inputs .npz", click.Path(path_type=Path, exists=True))
+    timing_enabled: bool = option(True, "time the runtimes (--no-timing: parity only)", flag="--timing/--no-timing")
+    isolate: bool = option(False, "run every runtime in its own child process")
     exports_root: Path = Path("exports")
     runs_root: Path = Path("runs")
-    json_path: Path | None = None
-    report_dir: Path | None = None
-    baseline: Path | None = None  # a --json of an earlier run: fail on a regression beyond its noise
-    regression_threshold: float = 0.10
+    json_path: Path | None = option(None, "write the result as JSON", OutputFile(".json"), flag="--json")
+    report_dir: Path | None = option(
+        None, "write report.md and bench.png here", click.Path(path_type=Path, file_okay=False), flag="--report"
+    )
+    baseline: Path | None = option(
+        None,
+        "a --json of an earlier run: exit non-zero on a regression beyond its noise",
+        click.Path(path_type=Path, exists=True, dir_okay=False),
+        flag="--compare",
+    )
+    regression_threshold: float = option(0.10, "allowed median growth", FiniteFloat(min=0))
     policy: ExportPolicy = field(default_factory=ExportPolicy)  # may code-carrying artifacts load; signing key
-    triton: str | None = None  # a Triton server's URL: benchmarked beside the in-process runtimes
-    concurrency: list[int] = field(default_factory=lambda: [1])  # served runtimes: concurrent clients
+    triton: str | None = option(
+        None,
+        "a Triton server (siamese-serve) at http://HOST:PORT or grpc://HOST:PORT, benchmarked beside the runtimes",
+        metavar="URL",
+    )
+    concurrency: list[int] = option(
+        help="served runtimes: concurrent clients, e.g. 1,4,16", type=IntList(), factory=lambda: [1]
+    )
 
 
 def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:

@@ -11,18 +11,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import click
 import numpy as np
 
 from bench.result import Peak, TimingResult
+from siamese.core.params import FiniteFloat, option
 
 
 @dataclass
 class TimingConfig:
-    warmup: int = 3
-    warmup_seconds: float = 1.0
-    iterations: int | None = None  # a fixed count per repeat, or else...
-    duration: float = 3.0  # ...as many as fit in this many seconds, over all repeats
-    repeats: int = 3
+    warmup: int = option(3, "warm-up iterations (at least)", click.IntRange(min=0))
+    warmup_seconds: float = option(1.0, "warm-up duration (at least)", FiniteFloat(min=0))
+    # a fixed count per repeat, or else as many as fit in `duration` seconds, over all repeats
+    iterations: int | None = option(None, "timed iterations per repeat", click.IntRange(min=1))
+    duration: float = option(3.0, "seconds of timed calls per runtime and batch", FiniteFloat(min=0))
+    repeats: int = option(3, "timing repeats; their spread is the noise", click.IntRange(min=1))
     min_iterations: int = 3  # per repeat
 
 

@@ -21,24 +21,33 @@ export_dir_option = click.option(
 
 
 def options_from(cls, skip=()):
-    """click options for every field of dataclass `cls` that carries a "help" in its metadata:
-    `--field-name`, the field's default, and its metadata's click `type`; a bool field without
-    a type is a flag (`--x/--no-x` when it defaults to True)."""
+    """click options for every field of dataclass `cls` made with siamese.core.params.option:
+    `--field-name` (or the field's `flag`), the field's default, its click `type` and help; a
+    bool field without a type is a flag (`--x/--no-x` when it defaults to True)."""
 
     def decorate(fn):
         for f in reversed(dataclasses.fields(cls)):
             if "help" not in f.metadata or f.name in skip:
                 continue
-            flag, kind, help = "--" + f.name.replace("_", "-"), f.metadata.get("type"), f.metadata["help"]
-            if kind is None and f.default is True:
-                fn = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=True, help=help)(fn)
-            elif kind is None and f.default is False:
-                fn = click.option(flag, f.name, is_flag=True, help=help)(fn)
+            meta = f.metadata
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            flag, kind = meta.get("flag") or "--" + f.name.replace("_", "-"), meta.get("type")
+            kwargs = {"help": meta["help"], **meta.get("click", {})}
+            if kind is None and default is True:
+                decls = [flag if "/" in flag else f"{flag}/--no-{flag[2:]}"]
+                fn = click.option(*decls, f.name, **{"default": True, **kwargs})(fn)
+            elif kind is None and default is False:
+                fn = click.option(flag, f.name, **{"is_flag": True, **kwargs})(fn)
             else:
-                fn = click.option(flag, f.name, type=kind, default=f.default, help=help)(fn)
+                fn = click.option(flag, f.name, **{"type": kind, "default": default, **kwargs})(fn)
         return fn
 
     return decorate
+
+
+def split_options(cls, options: dict) -> dict:
+    """Take out of `options` the values of `cls`'s fields (a nested configuration's options)."""
+    return {f.name: options.pop(f.name) for f in dataclasses.fields(cls) if f.name in options}
 
 
 def policy_options(fn):

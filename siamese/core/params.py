@@ -6,6 +6,7 @@ devices and output files with a suffix no writer knows are all refused before an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -82,3 +83,16 @@ class OutputFile(click.Path):
         if path.is_dir():
             self.fail(f"{str(path)!r} is a folder", param, ctx)
         return path
+
+
+def option(
+    default=dataclasses.MISSING, help: str = "", type=None, flag: str | None = None, factory=None, **click_kwargs
+):
+    """A dataclass field that is also a command-line option (siamese.cli.options.options_from
+    makes it one): its default, help and click type live here, once. `flag` names the option
+    where it differs from `--field-name` (`--json`, or `--x/--no-x`); `factory` is a
+    default_factory; other keywords go to click.option as they are."""
+    metadata = {"help": help, "type": type, "flag": flag, "click": click_kwargs}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)

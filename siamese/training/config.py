@@ -1,7 +1,7 @@
 """The training configuration: one dataclass whose fields are also `siamese-train`'s options.
 
 A field with a "help" in its metadata is a command-line option (`--field-name`), with the
-field's default and its metadata's click type (siamese.cli.options.options_from); nothing
+field's default and its metadata's click type (siamese.core.params.option); nothing
 about an option is written a second time in the CLI. Needs no torch.
 """
 
@@ -14,7 +14,7 @@ import click
 
 from siamese.core.files import DEFAULT_CACHE
 from siamese.core.model import HEADS, NEGATIVES
-from siamese.core.params import Device, FiniteFloat, ImageSize
+from siamese.core.params import Device, FiniteFloat, ImageSize, option
 
 # chosen on validation (README, recipe search): hardest negatives help the contrastive loss
 # and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
@@ -22,11 +22,6 @@ VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
 # what fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
 VARIANT_EPOCHS = {"contrastive": 9, "bce": 8}
 PATH = click.Path(path_type=Path)
-
-
-def option(default, help: str, type=None):
-    """A field that is also a command-line option."""
-    return field(default=default, metadata={"help": help, "type": type})
 
 
 @dataclass
