@@ -26,7 +26,7 @@ from bench.load import served_load
 from bench.machine import machine_info
 from bench.params import NameList, tolerances
 from bench.report import header, regressions, table, write_report
-from bench.result import BenchResult, Peak, RuntimeResult
+from bench.result import BenchedExport, BenchResult, Peak, RuntimeResult
 from bench.timing import TimingConfig, measure, peak_gflops, summarize
 from siamese.artifacts.checkpoint import newest_checkpoints, untrained_checkpoint
 from siamese.artifacts.folder import ExportFolder, ExportPolicy, newest_export
@@ -299,17 +299,17 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
     result = BenchResult(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         machine=machine_info(cfg.threads),
-        export={
-            "path": str(export.path),
-            "weights": weights,
-            "variant": export.metadata.variant,
-            "dtype": export.metadata.dtype,
-            "image_size": export.image_size,
-            "threshold": export.metadata.threshold,
-            "training": export.metadata.training.to_dict(),
-            "formats": export.formats(),
-            "signature": "verified" if export.key else "not checked",
-        },
+        export=BenchedExport(
+            path=str(export.path),
+            weights=weights,
+            variant=export.metadata.variant,
+            dtype=export.metadata.dtype,
+            image_size=export.image_size,
+            threshold=export.metadata.threshold,
+            training=export.metadata.training.to_dict(),
+            formats=export.formats(),
+            signature="verified" if export.key else "not checked",
+        ),
         flops_per_pair=flops,
         parity_inputs=inputs.source,
         reference=reference_from,

@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 
+from bench.result import Machine
 from siamese.core.provenance import git_commit, library_versions
 
 
@@ -49,16 +50,16 @@ def _gpu() -> dict | None:
     }
 
 
-def machine_info(threads: int | None = None) -> dict:
+def machine_info(threads: int | None = None) -> Machine:
     import torch
 
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "torch_threads": threads or torch.get_num_threads(),
-        "gpu": _gpu(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": library_versions(),
-        "git_commit": git_commit(),
-    }
+    return Machine(
+        cpu=_cpu_model(),
+        cores=os.cpu_count() or 1,
+        torch_threads=threads or torch.get_num_threads(),
+        gpu=_gpu(),
+        platform=platform.platform(),
+        python=platform.python_version(),
+        versions=library_versions(),
+        git_commit=git_commit(),
+    )

@@ -66,14 +66,14 @@ def table(result: BenchResult) -> str:
 
 def header(result: BenchResult) -> str:
     m, e = result.machine, result.export
-    gpu = f", GPU {m['gpu']['name']} (driver {m['gpu']['driver']})" if m["gpu"] else ", no GPU"
-    ort = m["versions"].get("onnxruntime") or m["versions"].get("onnxruntime-gpu")
+    gpu = f", GPU {m.gpu['name']} (driver {m.gpu['driver']})" if m.gpu else ", no GPU"
+    ort = m.versions.get("onnxruntime") or m.versions.get("onnxruntime-gpu")
     peaks = "; ".join(f"{k}: {p.gflops:.0f} GFLOP/s, {p.label}" for k, p in result.peaks.items())
     return (
-        f"export {e['path']} ({e['variant']}, {e['dtype']}, {e['image_size']}px, weights: {e['weights']}); "
+        f"export {e.path} ({e.variant}, {e.dtype}, {e.image_size}px, weights: {e.weights}); "
         f"{result.flops_per_pair / 1e9:.2f} GFLOP per pair\n"
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} threads{gpu}; "
-        f"torch {m['versions']['torch']}, onnxruntime {ort}\n"
+        f"machine: {m.cpu}, {m.cores} cores, {m.torch_threads} threads{gpu}; "
+        f"torch {m.versions['torch']}, onnxruntime {ort}\n"
         f"% peak is against: {peaks or '-'}\n"
         f"parity inputs: {result.parity_inputs}; reference: {result.reference}"
     )
@@ -114,7 +114,7 @@ def plot_result(result: BenchResult, path: Path) -> None:
         ax.set(xscale="log", yscale="log", xlabel="batch size (pairs)", ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
     ax_tput.legend(fontsize=7, loc="best")
-    fig.suptitle(f"pair verification, {result.export['variant']} {result.export['image_size']}px")
+    fig.suptitle(f"pair verification, {result.export.variant} {result.export.image_size}px")
     fig.tight_layout()
     write_png(fig, path, dpi=110)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from siamese.core.errors import SiameseError
+from siamese.core.records import from_dict
 from siamese.parity.compare import ParityResult
 
 SCHEMA = "siamese-bench/2"
@@ -80,10 +81,39 @@ class RuntimeResult:
 
 
 @dataclass
+class Machine:
+    """What the figures were measured on (bench.machine.machine_info)."""
+
+    cpu: str
+    cores: int
+    torch_threads: int
+    platform: str
+    python: str
+    versions: dict  # library -> version (None where absent)
+    gpu: dict | None = None  # name, memory_gib, driver, cuda, cudnn
+    git_commit: str | None = None
+
+
+@dataclass
+class BenchedExport:
+    """Which model answered: the export benchmarked, and how it was trained."""
+
+    path: str
+    weights: str  # how its weights were obtained (trained, or untrained and said so)
+    variant: str
+    dtype: str
+    image_size: int
+    threshold: float
+    training: dict  # its TrainedOn record (siamese.artifacts.records)
+    formats: list
+    signature: str  # "verified" or "not checked"
+
+
+@dataclass
 class BenchResult:
     created: str
-    machine: dict
-    export: dict  # path, how its weights were obtained, variant, dtype, image size, threshold, training
+    machine: Machine
+    export: BenchedExport
     flops_per_pair: float
     parity_inputs: str
     reference: str  # which runner produced the reference outputs, from which weights
@@ -114,8 +144,8 @@ class BenchResult:
         try:
             return cls(
                 created=d["created"],
-                machine=d["machine"],
-                export=d["export"],
+                machine=from_dict(Machine, d["machine"], f"{source}: machine"),
+                export=from_dict(BenchedExport, d["export"], f"{source}: export"),
                 flops_per_pair=d["flops_per_pair"],
                 parity_inputs=d["parity_inputs"],
                 reference=d["reference"],
