@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from siamese.artifacts.records import TrainingSummary
+from siamese.artifacts.records import EpochStats, TrainingSummary
 from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import atomic_write
 from siamese.core.model import ModelConfig, SiameseNet
@@ -39,7 +39,7 @@ class Checkpoint:
     threshold: float | None = None  # decision threshold on the score; None until evaluated
     rng: dict | None = None
     data: dict = field(default_factory=dict)  # data set description: data_set, train/test pair files
-    history: list = field(default_factory=list)  # one dict per epoch
+    history: list[EpochStats] = field(default_factory=list)  # one record per epoch
     summary: TrainingSummary | None = None  # the final evaluation, once training finished
     format_version: int = FORMAT_VERSION
 
@@ -69,7 +69,7 @@ class Checkpoint:
             "higher_is_same": self.higher_is_same,
             "rng": self.rng,
             "data": self.data,
-            "history": self.history,
+            "history": [h.to_dict() for h in self.history],
             "summary": None if self.summary is None else self.summary.to_dict(),
         }
 
@@ -105,7 +105,10 @@ class Checkpoint:
             threshold=None if threshold is None else float(threshold),
             rng=require(d, "rng", dict, source, None),
             data=data,
-            history=list(require(d, "history", list, source, [])),
+            history=[
+                EpochStats.from_dict(h, f"{source}: history[{i}]")
+                for i, h in enumerate(require(d, "history", list, source, []))
+            ],
             summary=None if summary is None else TrainingSummary.from_dict(summary, f"{source}: summary"),
             format_version=version,
         )

@@ -4,9 +4,39 @@ holds (`TrainedOn`: metadata.json, every report). Read with siamese.core.records
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from siamese.core.records import from_dict, to_dict
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One epoch of a run: a line of metrics.jsonl and an entry of the checkpoint's history."""
+
+    variant: str
+    head: str
+    data_set: str
+    epoch: int
+    train_loss: float
+    pairs: int
+    images: int
+    images_per_s: float
+    lr_end: float
+    epoch_s: float
+    val_accuracy: float | None = None  # at the validation pairs' own best threshold
+    val_auc: float | None = None
+
+    @classmethod
+    def from_dict(cls, d, source: str) -> EpochStats:
+        return from_dict(cls, d, source)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    def line(self) -> str:
+        """Its line of metrics.jsonl, floats rounded for reading."""
+        return json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in self.to_dict().items()})
 
 
 @dataclass(frozen=True)

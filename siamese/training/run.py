@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import replace
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 
 from siamese.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from siamese.artifacts.records import TrainingSummary
+from siamese.artifacts.records import EpochStats, TrainingSummary
 from siamese.core.errors import SiameseError
 from siamese.core.files import append_line, check_writable, write_json, write_text
 from siamese.core.model import ModelConfig, SiameseNet
@@ -98,11 +97,6 @@ def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, t
     )
 
 
-def metrics_line(stats: dict) -> str:
-    """One epoch's line of metrics.jsonl, floats rounded for reading."""
-    return json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in stats.items()})
-
-
 def run_dir(cfg: TrainConfig, dataset_name: str) -> Path:
     return Path(cfg.out) / dataset_name / ModelConfig(cfg.variant, head=cfg.head).name
 
@@ -151,23 +145,24 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
     if history and world.is_main:
         # the checkpoint's history is the record: a run killed between saving an epoch and
         # logging it would otherwise resume with that epoch missing from the log
-        write_text(metrics_log, "".join(metrics_line(h) + "\n" for h in history))
+        write_text(metrics_log, "".join(h.line() + "\n" for h in history))
     step_loss = distributed_step(model, cfg, device, world)
     for epoch in range(start_epoch, cfg.epochs_used + 1):
-        stats = {
-            "variant": cfg.variant,
-            "head": model.config.head,
-            "data_set": dataset.name,
-            **train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch, step_loss, world),
-        }
+        trained = train_one_epoch(model, optimizer, dataset, cfg, device, g, epoch, step_loss, world)
         rank_digests = check_ranks_agree(model, world, epoch)
         if not world.is_main:
             continue
-        stats |= validate(model, dataset, device, cfg.eval_batch_size)
+        stats = EpochStats(
+            cfg.variant,
+            model.config.head,
+            dataset.name,
+            **trained,
+            **validate(model, dataset, device, cfg.eval_batch_size),
+        )
         history.append(stats)
         save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset.info, history))
         # after the checkpoint: a run killed in between logs no epoch that a resume would train again
-        line = metrics_line(stats)
+        line = stats.line()
         print(line, flush=True)
         append_line(metrics_log, line)
 
@@ -198,7 +193,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         eer=results["test"]["eer"],
         n_test_pairs=results["test"]["n_pairs"],
         epochs=len(history),
-        wall_time_s=round(sum(h["epoch_s"] for h in history) + time.perf_counter() - eval_started, 1),
+        wall_time_s=round(sum(h.epoch_s for h in history) + time.perf_counter() - eval_started, 1),
         processes=world.world_size,
         val_accuracy=results.get("val", {}).get("accuracy"),
         val_auc=results.get("val", {}).get("auc"),
