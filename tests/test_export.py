@@ -183,8 +183,12 @@ def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified
     if "openvino" in formats:  # NNCF's INT8 IR: quantize/dequantize nodes around the convolutions
         import openvino as ov
 
-        ops = {op.get_type_name() for op in ov.Core().read_model(str(int8 / "embedding.ov.xml")).get_ops()}
-        assert {"FakeQuantize", "Convolution"} <= ops
+        model = ov.Core().read_model(str(int8 / "embedding.ov.xml"), str(int8 / "openvino.bin"))
+        assert {"FakeQuantize", "Convolution"} <= {op.get_type_name() for op in model.get_ops()}
+        # one weights file for the three IRs: the pair graph references the embedding graph's constants
+        assert not list(int8.glob("*.ov.bin"))
+        notes = json.loads((int8 / "metadata.json").read_text())["artifacts"]
+        assert notes["pair.ov.xml"]["constants_shared"] >= notes["embedding.ov.xml"]["constants_added"] > 0
         assert (
             "nncf" in json.loads((int8 / "metadata.json").read_text())["artifacts"]["embedding.ov.xml"]["quantization"]
         )

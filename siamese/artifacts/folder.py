@@ -225,6 +225,14 @@ class ExportFolder:
         """How this folder was opened, for a child process that opens it again."""
         return ExportPolicy(self.trusted, self.key)
 
+    def check_onnx(self, name: str) -> Path:
+        """`check` for an ONNX graph and every file holding its external tensors: missing or
+        modified weights are named here, not by the runtime."""
+        path = self.check(name)
+        for data_file in onnx_external_files(path):
+            self.check(data_file)
+        return path
+
     def check_code(self, name: str) -> Path:
         """`check`, for an artifact that can run code when loaded: only in an export opened as trusted."""
         if not self.trusted:
@@ -243,6 +251,18 @@ class ExportFolder:
     @property
     def image_size(self) -> int:
         return self.metadata.image_size
+
+
+def onnx_external_files(path: Path) -> list[str]:
+    """The files an ONNX graph keeps its external tensors in (the onnx package is loaded only here)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            names |= {e.value for e in tensor.external_data if e.key == "location"}
+    return sorted(names)
 
 
 def newest_export(root: Path = Path("exports")) -> Path:

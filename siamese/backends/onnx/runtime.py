@@ -124,17 +124,6 @@ def misplaced(placement: list[tuple[str, str, str]], provider: str) -> list[str]
     return sorted({f"{op} {node} on {where}" for node, op, where in placement if op in HEAVY_OPS and where != provider})
 
 
-def onnx_external_files(path: Path) -> list[str]:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    names = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            names |= {e.value for e in tensor.external_data if e.key == "location"}
-    return sorted(names)
-
-
 def make_session(
     path: Path,
     providers: list,
@@ -217,9 +206,7 @@ class OnnxRuntime(Runner):
         self._baseline_memory = 0 if self.provider == "cpu" else self._device_memory_used()
         for graph in graphs:
             name = artifact_name(graph, "onnx")
-            path = export.check(name)
-            for data_file in onnx_external_files(path):
-                export.check(data_file)  # missing or modified external data: named here, not by ORT
+            path = export.check_onnx(name)
             inputs = export.metadata.inputs(graph)
             sample = (FEATURE_DIM,) if graph == "compare" else (export.image_size, export.image_size, 3)
             engines = self.cache / export.sha256(name)[:16]

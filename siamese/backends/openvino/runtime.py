@@ -12,8 +12,9 @@ import numpy as np
 from siamese.artifacts.folder import ExportFolder
 from siamese.artifacts.formats import artifact_name
 from siamese.backends.base import Abilities, Runner, missing_module
-from siamese.backends.onnx.runtime import onnx_external_files
 from siamese.core.errors import SiameseError, first_line
+
+IR_WEIGHTS = "openvino.bin"  # the one weights file of every OpenVINO IR of an export
 
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16"}
 
@@ -55,14 +56,16 @@ class OpenVino(Runner):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
         for graph in graphs:
-            path = export.check(artifact_name(graph, self.abilities.artifact))
-            if self.abilities.artifact == "onnx":
-                for data_file in onnx_external_files(path):
-                    export.check(data_file)
-            else:
-                export.check(path.name.removesuffix(".xml") + ".bin")  # the IR's weights
+            name = artifact_name(graph, self.abilities.artifact)
+            path = export.check_onnx(name) if self.abilities.artifact == "onnx" else export.check(name)
+            # the IR's weights: the export's shared file (older exports: one .bin per graph)
+            weights = None
+            if self.abilities.artifact != "onnx":
+                shared = IR_WEIGHTS if export.has(IR_WEIGHTS) else path.name.removesuffix(".xml") + ".bin"
+                weights = str(export.check(shared))
             try:
-                self.models[graph] = core.compile_model(core.read_model(str(path)), "CPU", config)
+                model = core.read_model(str(path), weights) if weights else core.read_model(str(path))
+                self.models[graph] = core.compile_model(model, "CPU", config)
             except RuntimeError as exc:
                 raise SiameseError(f"{path}: OpenVINO cannot compile it ({first_line(exc)})") from None
 

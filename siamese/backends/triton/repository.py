@@ -159,7 +159,7 @@ def write_repository(export_dir: Path, serving: ServingConfig = DEFAULT_SERVING)
     """`<export_dir>/triton/` from the ONNX graphs in `export_dir` (before its manifest is written)."""
     from google.protobuf import text_format
 
-    from siamese.backends.onnx.runtime import onnx_external_files
+    from siamese.artifacts.folder import onnx_external_files
 
     export_dir = Path(export_dir)
     repo = export_dir / REPOSITORY
