@@ -2,8 +2,8 @@
 
 `siamese-export --format triton` adds to the export folder:
 
-    triton/siamese_embedding/config.pbtxt, 1/model.onnx, 1/onnx.data   (ONNX Runtime backend)
-    triton/siamese_compare/config.pbtxt,   1/model.onnx, 1/onnx.data
+    triton/siamese_embedding/config.pbtxt, 1/model.onnx, 1/<its weights file>   (ONNX Runtime backend)
+    triton/siamese_compare/config.pbtxt,   1/model.onnx, 1/<its weights file>
     triton/siamese_pair/config.pbtxt,      1/                         (ensemble: embed a, embed b, compare)
     triton/metadata.json                                                (the export's metadata)
 
