@@ -8,14 +8,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from siamese.core.errors import SiameseError
-from siamese.core.metrics import best_threshold, verification_metrics
+from siamese.core.metrics import Verification, best_threshold, verification_metrics
 from siamese.core.model import SiameseNet, all_pairs_loss, pair_loss
 from siamese.core.preprocess import NORMALIZATION, normalize, to_model_input
 from siamese.core.provenance import cxx_compiler, native_bf16
@@ -210,16 +212,28 @@ def validate(model: SiameseNet, dataset: Dataset, device, batch_size: int = 64) 
     return {"val_accuracy": figures.accuracy, "val_auc": figures.auc}
 
 
-def evaluate(model: SiameseNet, dataset: Dataset, device, batch_size: int = 64) -> tuple[dict, dict]:
+@dataclass(frozen=True)
+class FinalEvaluation:
+    """The end of a run: the threshold chosen on validation (or training) pairs, each split's
+    figures at it, and the test pairs' scores (for the plots)."""
+
+    threshold: float
+    threshold_on: str
+    splits: dict[str, Verification]  # "train", "val", "test": those with both kinds of pair
+    test_scores: np.ndarray
+    test_same: np.ndarray
+
+    def figure(self, split: str, name: str) -> float | None:
+        return getattr(self.splits[split], name) if split in self.splits else None
+
+
+def evaluate(model: SiameseNet, dataset: Dataset, device, batch_size: int = 64) -> FinalEvaluation:
     """Threshold chosen on the validation pairs (held-out training identities) when there are
     some, else on the training pairs; then applied, once, to the test pairs."""
     chosen_on = dataset.val if dataset.val is not None else dataset.train
     scores = {"chosen": predict(model, dataset.bank, chosen_on, device, batch_size)}
     threshold = best_threshold(scores["chosen"], chosen_on.same.numpy(), model.higher_is_same)
-    results = {
-        "threshold": threshold,
-        "threshold_on": "validation pairs" if dataset.val is not None else "training pairs",
-    }
+    splits = {}
     for split in ("train", "val", "test"):
         pairs = getattr(dataset, split)
         if pairs is None or len(pairs.same.unique()) < 2:
@@ -227,8 +241,11 @@ def evaluate(model: SiameseNet, dataset: Dataset, device, batch_size: int = 64) 
         scores[split] = (
             scores["chosen"] if pairs is chosen_on else predict(model, dataset.bank, pairs, device, batch_size)
         )
-        results[split] = verification_metrics(
-            scores[split], pairs.same.numpy(), threshold, model.higher_is_same
-        ).to_dict()
-    curves = {"test_scores": scores["test"], "test_same": dataset.test.same.numpy()}
-    return results, curves
+        splits[split] = verification_metrics(scores[split], pairs.same.numpy(), threshold, model.higher_is_same)
+    return FinalEvaluation(
+        threshold,
+        "validation pairs" if dataset.val is not None else "training pairs",
+        splits,
+        scores["test"],
+        dataset.test.same.numpy(),
+    )

@@ -169,12 +169,13 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
     if not world.is_main:
         return None
     eval_started = time.perf_counter()
-    results, curves = evaluate(model, dataset, device, cfg.eval_batch_size)
+    final = evaluate(model, dataset, device, cfg.eval_batch_size)
+    test = final.splits["test"]
     scored = Scored(
-        curves["test_scores"],
-        curves["test_same"].astype(bool),
+        final.test_scores,
+        final.test_same.astype(bool),
         None,
-        results["threshold"],
+        final.threshold,
         model.higher_is_same,
         model.config.name,
         f"checkpoint {ckpt_path}",
@@ -186,18 +187,18 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         variant=cfg.variant,
         head=model.config.head,
         image_size=image_size,
-        accuracy=results["test"]["accuracy"],
-        threshold=results["threshold"],
-        threshold_on=results["threshold_on"],
-        auc=results["test"]["auc"],
-        eer=results["test"]["eer"],
-        n_test_pairs=results["test"]["n_pairs"],
+        accuracy=test.accuracy,
+        threshold=final.threshold,
+        threshold_on=final.threshold_on,
+        auc=test.auc,
+        eer=test.eer,
+        n_test_pairs=test.n_pairs,
         epochs=len(history),
         wall_time_s=round(sum(h.epoch_s for h in history) + time.perf_counter() - eval_started, 1),
         processes=world.world_size,
-        val_accuracy=results.get("val", {}).get("accuracy"),
-        val_auc=results.get("val", {}).get("auc"),
-        train_accuracy=results.get("train", {}).get("accuracy"),
+        val_accuracy=final.figure("val", "accuracy"),
+        val_auc=final.figure("val", "auc"),
+        train_accuracy=final.figure("train", "accuracy"),
         tar_at_far=report(scored, dataset.info.get("test_pairs", "synthetic test pairs"), out).tar_at_far,
         git_commit=git_commit(),
         rank_weights_sha256=rank_digests,
@@ -206,7 +207,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
     )
     save_checkpoint(
         ckpt_path,
-        make_checkpoint(model, optimizer, len(history), cfg, g, dataset.info, history, results["threshold"], summary),
+        make_checkpoint(model, optimizer, len(history), cfg, g, dataset.info, history, final.threshold, summary),
     )
     write_json(out / "summary.json", summary.to_dict())
     return summary
