@@ -1,8 +1,11 @@
 """The trust model: reading or comparing an export never loads code, signatures mean authenticity,
 and no name or path from a file or an option reaches outside its folder."""
 
+import io
 import json
 import shutil
+import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -283,3 +286,49 @@ def load_model_config():
     from siamese.core.model import ModelConfig
 
     return ModelConfig("contrastive", 16)
+
+
+def _archive(path: Path, member: tarfile.TarInfo, data: bytes = b"x") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        ok = tarfile.TarInfo("lfw/A/A_0001.jpg")
+        ok.size = 1
+        tar.addfile(ok, io.BytesIO(b"x"))
+        tar.addfile(member, io.BytesIO(data) if member.isfile() else None)
+    return path
+
+
+def _member(name: str, kind=None, link: str = "", size: int = 1):
+    m = tarfile.TarInfo(name)
+    m.type = kind or tarfile.REGTYPE
+    m.linkname, m.size = link, size if (kind or tarfile.REGTYPE) == tarfile.REGTYPE else 0
+    return m
+
+
+@pytest.mark.parametrize(
+    "member, message",
+    [
+        (lambda: _member("../escape.txt"), "would be written outside the extraction folder"),
+        (lambda: _member("/tmp/absolute-escape.txt"), "would be written outside the extraction folder"),
+        (lambda: _member("lfw/A/link", tarfile.SYMTYPE, "../../../escape.txt"), "is a link"),
+        (lambda: _member("lfw/A/hard", tarfile.LNKTYPE, "lfw/A/A_0001.jpg"), "is a link"),
+        (lambda: _member("lfw/A/fifo", tarfile.FIFOTYPE), "special file"),
+    ],
+)
+def test_an_archive_member_cannot_escape_the_extraction_folder(tmp_path, member, message):
+    from siamese.data.lfw import extract_archive
+
+    archive = _archive(tmp_path / "lfw-evil.tgz", member())
+    cache = tmp_path / "cache"
+    with pytest.raises(SiameseError, match=message):
+        extract_archive(archive, cache)
+    assert not (tmp_path / "escape.txt").exists() and not Path("/tmp/absolute-escape.txt").exists()
+    assert list((cache / "extracted").iterdir()) == []  # nothing extracted, no partial folder left
+
+
+def test_an_oversized_archive_member_is_refused_before_writing(tmp_path, monkeypatch):
+    import siamese.data.lfw as lfw
+
+    monkeypatch.setattr(lfw, "MAX_MEMBER_BYTES", 4)
+    archive = _archive(tmp_path / "lfw-big.tgz", _member("lfw/A/A_0002.jpg", size=5), b"12345")
+    with pytest.raises(SiameseError, match="is 5 bytes, above 4"):
+        lfw.extract_archive(archive, tmp_path / "cache")

@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -104,6 +104,44 @@ def _pair_files(folder: Path) -> tuple[Path | None, Path | None]:
     return None, None
 
 
+# what an archive may hold: LFW is 13,233 JPEGs of about 20 kB in 250 MB
+MAX_MEMBER_BYTES = 64 << 20
+MAX_ARCHIVE_BYTES = 8 << 30
+
+
+def check_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
+    """Refuse, before anything is written, an archive member that is not a regular file or a
+    folder (links, devices, FIFOs), whose name is absolute or climbs out with `..`, or whose
+    size passes the bounds. Checked here whatever Python's own tarfile filters do (their
+    "data" filter was bypassable: CVE-2025-4517)."""
+    total = 0
+    for m in members:
+        parts = PurePosixPath(m.name).parts
+        if not (m.isfile() or m.isdir()):
+            raise SiameseError(f"{archive}: member {m.name!r} is a link or special file; refused")
+        if m.name.startswith(("/", "\\")) or ".." in parts or ":" in m.name or "\\" in m.name or not parts:
+            raise SiameseError(f"{archive}: member {m.name!r} would be written outside the extraction folder")
+        if m.size > MAX_MEMBER_BYTES:
+            raise SiameseError(f"{archive}: member {m.name!r} is {m.size} bytes, above {MAX_MEMBER_BYTES}")
+        total += m.size
+    if total > MAX_ARCHIVE_BYTES:
+        raise SiameseError(f"{archive}: {total} bytes to extract, above the {MAX_ARCHIVE_BYTES} byte bound")
+
+
+def write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
+    """One checked member written by this code (never by tarfile's extract), inside `root`."""
+    dest = root.joinpath(*PurePosixPath(member.name).parts)
+    if not dest.resolve().is_relative_to(root.resolve()):
+        raise SiameseError(f"member {member.name!r} resolves outside {root}")
+    if member.isdir():
+        dest.mkdir(parents=True, exist_ok=True)
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    source = tar.extractfile(member)
+    with source, open(dest, "xb") as out:  # "x": never through a file (or link) already there
+        shutil.copyfileobj(source, out)
+
+
 def extract_archive(archive: Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
     """Extract an LFW .tgz once into the cache and return its image root.
 
@@ -119,12 +157,16 @@ def extract_archive(archive: Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
         try:
             with tarfile.open(archive, "r:*") as tar:
                 members = tar.getmembers()
+                check_members(archive, members)
                 for member in tqdm(members, desc=f"extracting {archive.name}", unit="file", leave=False, disable=None):
-                    tar.extract(member, tmp, filter="data")  # "data" refuses absolute and ../ members
+                    write_member(tar, member, tmp)
             os.replace(tmp, target)
         except (tarfile.TarError, OSError, EOFError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise SiameseError(f"cannot extract {archive}: {exc}") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     roots = _image_roots(target)
     if not roots:
         raise SiameseError(f"{archive}: archive holds no Person/image folders")
