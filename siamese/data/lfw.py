@@ -114,18 +114,18 @@ def check_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
     folder (links, devices, FIFOs), whose name is absolute or climbs out with `..`, or whose
     size passes the bounds. Checked here whatever Python's own tarfile filters do (their
     "data" filter was bypassable: CVE-2025-4517)."""
-    total = 0
+    total, refused = 0, f"cannot extract {archive}: member"
     for m in members:
         parts = PurePosixPath(m.name).parts
         if not (m.isfile() or m.isdir()):
-            raise SiameseError(f"{archive}: member {m.name!r} is a link or special file; refused")
+            raise SiameseError(f"{refused} {m.name!r} is a link or special file; refused")
         if m.name.startswith(("/", "\\")) or ".." in parts or ":" in m.name or "\\" in m.name or not parts:
-            raise SiameseError(f"{archive}: member {m.name!r} would be written outside the extraction folder")
+            raise SiameseError(f"{refused} {m.name!r} would be written outside the extraction folder")
         if m.size > MAX_MEMBER_BYTES:
-            raise SiameseError(f"{archive}: member {m.name!r} is {m.size} bytes, above {MAX_MEMBER_BYTES}")
+            raise SiameseError(f"{refused} {m.name!r} is {m.size} bytes, above {MAX_MEMBER_BYTES}")
         total += m.size
     if total > MAX_ARCHIVE_BYTES:
-        raise SiameseError(f"{archive}: {total} bytes to extract, above the {MAX_ARCHIVE_BYTES} byte bound")
+        raise SiameseError(f"cannot extract {archive}: {total} bytes, above the {MAX_ARCHIVE_BYTES} byte bound")
 
 
 def write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
