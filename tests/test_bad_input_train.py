@@ -1,6 +1,7 @@
 """siamese-train refuses bad input at parse time or before decoding any image, changing nothing."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -133,3 +134,46 @@ def test_metrics_log_keeps_one_line_per_epoch(finished):
     lines = (finished / "synthetic" / "contrastive" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1]
     assert load_checkpoint(finished / "synthetic" / "contrastive" / "checkpoint.pt").epoch == 1
+
+
+@pytest.mark.parametrize(
+    "option, value, recorded",
+    [
+        ("--lr", "1e-3", "lr=0.0003"),
+        ("--sampling", "pairs", "sampling='identity'"),
+        ("--weight-decay", "0.1", "weight_decay=0.0"),
+        ("--no-augment", None, "augment=True"),
+    ],
+)
+def test_resuming_with_another_recipe_is_refused(finished, option, value, recorded):
+    args = [*TINY, "--out", finished, "--resume", "--epochs", "2", option, *([value] if value else [])]
+    message = (
+        rf"was trained with {re.escape(recorded)}, not .*; resume with the same options, or pass --allow-recipe-change"
+    )
+    assert_refused(train_cli.main, args, message, ERROR, [finished])
+
+
+def test_an_allowed_recipe_change_is_recorded_in_the_epoch_it_starts(finished, tmp_path):
+    import shutil
+
+    out = tmp_path / "runs"
+    shutil.copytree(finished, out)
+    args = [*TINY, "--out", out, "--resume", "--epochs", "2", "--lr", "1e-3", "--allow-recipe-change"]
+    result = CliRunner().invoke(train_cli.main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out / "synthetic" / "contrastive" / "checkpoint.pt")
+    assert [h.recipe_changes for h in ckpt.history] == [{}, {"lr": [0.0003, 0.001]}]
+    lines = [json.loads(x) for x in (out / "synthetic" / "contrastive" / "metrics.jsonl").read_text().splitlines()]
+    assert "recipe_changes" not in lines[0] and lines[1]["recipe_changes"] == {"lr": [0.0003, 0.001]}
+    assert ckpt.config["lr"] == 0.001
+
+
+def test_a_run_folder_being_trained_is_refused_and_left_alone(finished):
+    from siamese.core.files import exclusive_lock
+
+    run = finished / "synthetic" / "contrastive"
+    with exclusive_lock(run.with_name(".contrastive.lock"), "a run"):
+        args = [*TINY, "--out", finished, "--resume", "--epochs", "2"]
+        assert_refused(
+            train_cli.main, args, rf"run {run} is being written by another process \(pid \d+\)", ERROR, [run]
+        )

@@ -170,3 +170,38 @@ def test_a_full_disk_during_export_keeps_the_old_export_and_leaves_no_partial_fo
     assert result.exit_code == 1 and "writing embedding.onnx failed: OSError: [Errno 28] No space left" in result.output
     assert snapshot(dest.parent) == before
     assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def _run_with_file_size_limit(limit_bytes: int, *args: str) -> subprocess.CompletedProcess:
+    """A toolkit command in a child whose files may not grow beyond `limit_bytes` (as `ulimit -f`):
+    writes fail with EFBIG, as they do on a full disk with ENOSPC, through the real writers."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, preexec_fn=limit, timeout=600, check=False
+    )
+
+
+def test_a_file_size_limit_during_training_is_one_line_naming_the_checkpoint(tmp_path):
+    out = tmp_path / "runs"
+    run = _run_with_file_size_limit(
+        64 * 1024, "siamese.cli.train", *TINY, "--compile", "off", "--epochs", "1", "--out", str(out)
+    )
+    ckpt = out / "synthetic" / "contrastive" / "checkpoint.pt"
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == f"Error: cannot write {ckpt}: File too large"
+    assert not ckpt.exists() and list(ckpt.parent.glob(".checkpoint.pt.*")) == []
+
+
+def test_a_file_size_limit_during_export_is_one_line_and_leaves_nothing(small_export, tmp_path):
+    ckpt, _, _ = small_export("contrastive")
+    out = tmp_path / "exports"
+    run = _run_with_file_size_limit(
+        64 * 1024, "siamese.cli.export", "--checkpoint", str(ckpt), "--out", str(out), "--format", "onnx"
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].endswith(": File too large")
+    assert "cannot write the export" in run.stderr and list(out.iterdir()) == []

@@ -141,3 +141,48 @@ def test_normalisation_maps_uint8_to_minus_one_one_in_nchw():
     assert x.shape == (1, 3, 1, 1)
     assert x.flatten().tolist() == pytest.approx([-1.0, 1.0, 128 / 255 * 2 - 1], abs=1e-6)
     assert Normalization.from_dict(NORMALIZATION.to_dict()) == NORMALIZATION
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "TGA", "ICO", "PPM", "PCX", "SGI"])
+def test_formats_outside_the_allowlist_are_refused_by_name_before_decoding(fmt, tmp_path, monkeypatch):
+    """EPS would be handed to Ghostscript; no outside program and no decoder of another format runs."""
+    import subprocess
+
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
+    path = tmp_path / f"face.{fmt.lower()}"
+    Image.linear_gradient("L").convert("RGB").resize((64, 64)).save(path, format=fmt)
+    with pytest.raises(SiameseError, match=rf"image .*face.{fmt.lower()} is {fmt}, which is not decoded \(only JPEG"):
+        decode_image(path, 16)
+    assert started == []
+    disguised = tmp_path / "face.jpg"
+    disguised.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n")
+    with pytest.raises(SiameseError, match="face.jpg is EPS, which is not decoded"):
+        decode_image(disguised, 16)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF"])
+def test_every_allowed_format_decodes(fmt):
+    img = Image.linear_gradient("L").resize((48, 40)).convert("RGB")
+    assert decode_image(encoded(img, fmt), 16).shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF"])
+@pytest.mark.parametrize(
+    "orientation, stored_as",
+    [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)],
+)
+def test_exif_orientation_is_applied_as_a_viewer_shows_the_photo(fmt, orientation, stored_as):
+    """A phone stores a portrait sideways with an orientation tag: it decodes as it is shown."""
+    rng = np.random.default_rng(orientation)
+    shown = Image.fromarray(rng.integers(0, 256, (8, 6, 3), dtype=np.uint8)).resize((60, 80), Image.Resampling.NEAREST)
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    buf = io.BytesIO()
+    save = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    shown.transpose(stored_as).save(buf, format=fmt, exif=exif.tobytes(), **save)
+    buf.seek(0)
+    decoded = decode_image(buf, 32).astype(int)
+    expected = decode_image(encoded(shown, "PNG"), 32).astype(int)
+    assert np.abs(decoded - expected).mean() < 6  # exact for PNG and TIFF; JPEG and WebP lose a little
+    assert np.abs(decode_image(encoded(shown.transpose(stored_as), "PNG"), 32).astype(int) - expected).mean() > 30

@@ -332,3 +332,104 @@ def test_an_oversized_archive_member_is_refused_before_writing(tmp_path, monkeyp
     archive = _archive(tmp_path / "lfw-big.tgz", _member("lfw/A/A_0002.jpg", size=5), b"12345")
     with pytest.raises(SiameseError, match="is 5 bytes, above 4"):
         lfw.extract_archive(archive, tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def other_weights_export(tmp_path_factory):
+    """An export like the session's small contrastive one, in the same formats, with other weights."""
+    from conftest import make_test_checkpoint, writable_formats
+
+    from siamese.tasks.export import export_checkpoint
+
+    tmp = tmp_path_factory.mktemp("other-weights")
+    ckpt = make_test_checkpoint(tmp / "checkpoint.pt", "contrastive", 16, seed=1)
+    dest, _ = export_checkpoint(ckpt, tmp / "exports", formats=writable_formats(), n_pairs=8, log=lambda m: None)
+    return dest
+
+
+@pytest.mark.parametrize(
+    "runtime", ["ort-cpu", "openvino-cpu", "openvino-ir-cpu", "eager-fp32-cpu", "pt2-cpu", "torchscript-cpu"]
+)
+def test_a_file_swapped_after_its_check_never_loads(
+    copied_export, other_weights_export, tmp_path, monkeypatch, runtime
+):
+    """Each file is replaced in the export by another model's the moment its hash has been
+    checked: what loads must still be the checked bytes, so the answers do not change."""
+    export = copied_export()
+    pairs = pair_file(tmp_path, export)
+    args = [
+        "--export",
+        str(export),
+        "--runtime",
+        runtime,
+        "--trust-export",
+        "--pairs",
+        str(pairs),
+        "--images",
+        str(tmp_path),
+    ]
+    clean = CliRunner().invoke(verify_cli.main, [*args, "--output", str(tmp_path / "clean.csv")])
+    assert clean.exit_code == 0 and "2 pairs" in clean.output, clean.output
+    original_check, swapped = ExportFolder.check, []
+
+    def check_then_swap(self, name):
+        checked = original_check(self, name)
+        if name != "metadata.json" and (other_weights_export / name).is_file():
+            shutil.copyfile(other_weights_export / name, self.path / name)
+            swapped.append(name)
+        return checked
+
+    monkeypatch.setattr(ExportFolder, "check", check_then_swap)
+    raced = CliRunner().invoke(verify_cli.main, [*args, "--output", str(tmp_path / "raced.csv")])
+    assert swapped, "nothing was checked"
+    assert raced.exit_code == 0, raced.output
+    assert (tmp_path / "raced.csv").read_text() == (tmp_path / "clean.csv").read_text()
+
+
+def test_an_export_being_written_is_neither_replaced_nor_cleaned_up_by_a_second(small_export, tmp_path):
+    """A second export of the same name while the first writes: one line, and the first's
+    published folder and partial folder are untouched (with --force too)."""
+    from siamese.core.files import exclusive_lock
+
+    ckpt, dest, _ = small_export("contrastive")
+    out = tmp_path / "exports"
+    shutil.copytree(dest, out / dest.name)
+    partial = out / f".{dest.name}.partial-abc123"
+    partial.mkdir()
+    (partial / "embedding.onnx").write_bytes(b"being written")
+    with exclusive_lock(out / f".{dest.name}.lock", "the first export"):
+        for force in ([], ["--force"]):
+            args = ["--checkpoint", ckpt, "--out", out, "--name", dest.name, "--format", "onnx", *force]
+            assert_refused(
+                export_cli.main, args, rf"export {out / dest.name} is being written by another process", ERROR, [out]
+            )
+    assert (partial / "embedding.onnx").read_bytes() == b"being written"
+
+
+def test_two_exports_of_one_name_at_once_never_both_succeed(small_export, tmp_path):
+    import subprocess
+    import sys
+
+    ckpt, _, _ = small_export("contrastive")
+    out = tmp_path / "exports"
+    command = [
+        sys.executable,
+        "-m",
+        "siamese.cli.export",
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--name",
+        "race",
+        "--format",
+        "onnx",
+    ]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=600), run.stderr.read()) for run in runs]
+    assert sorted(code for code, _ in results) == [0, 1], results
+    loser = next(err for code, err in results if code == 1)
+    assert "Traceback" not in loser
+    assert "is being written by another process" in loser or "exists; pass --force" in loser
+    ExportFolder.open(out / "race").check("embedding.onnx")  # the winner's export is whole
+    assert sorted(p.name for p in out.iterdir()) == ["race"]

@@ -125,10 +125,34 @@ class Checkpoint:
         return model.eval()
 
 
+class _KeepWriteError:
+    """A file for torch.save that keeps the OSError of a failed write: torch swallows it and
+    fails later with 'unexpected pos', which would hide a full disk."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
     def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # through a file object, a full disk raises OSError (with a path, RuntimeError)
-            torch.save(checkpoint.to_dict(), f)
+        with open(tmp, "wb") as f:
+            out = _KeepWriteError(f)
+            try:
+                torch.save(checkpoint.to_dict(), out)
+            except RuntimeError:
+                if out.error is not None:
+                    raise out.error from None  # atomic_write: "cannot write PATH: No space left on device"
+                raise
 
     atomic_write(path, write)
 

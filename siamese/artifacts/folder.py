@@ -1,8 +1,9 @@
-"""An export folder as a reader sees it: its manifest, its metadata, and checked file paths.
+"""An export folder as a reader sees it: its manifest, its metadata, and verified files.
 
 Needs only the standard library: every runtime (`siamese.backends`) opens an export through
 `ExportFolder`, and `ExportFolder.check` refuses a file that is missing, truncated or modified
-before any runtime reads it.
+before any runtime reads it. What a runtime loads is a private copy whose bytes are the ones
+that were hashed: a file swapped or rewritten in the export after the check never loads.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import hashlib
 import hmac
 import json
 import re
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from siamese.artifacts.formats import DTYPES, FORMATS, artifact_name
 from siamese.artifacts.records import TrainedOn
 from siamese.core.errors import SiameseError
-from siamese.core.files import sha256_file
+from siamese.core.files import copy_hashed
 from siamese.core.records import require
 from siamese.core.spec import HEADS, VARIANTS, higher_is_same, image_size_problem, model_name
 
@@ -171,9 +175,11 @@ class ExportFolder:
 
     path: Path
     manifest: dict
-    metadata: ExportMetadata
+    metadata: ExportMetadata | None  # None only while `open` checks metadata.json
     trusted: bool = False
     key: bytes | None = field(default=None, repr=False)  # the key its signature was verified with
+    _verified: dict = field(default_factory=dict, repr=False)  # name -> its private verified copy
+    _private: Path | None = field(default=None, repr=False)  # where those copies live (mode 0700)
 
     @classmethod
     def open(cls, path: Path, policy: ExportPolicy = DEFAULT_POLICY) -> ExportFolder:
@@ -187,7 +193,6 @@ class ExportFolder:
             if key is not None:
                 check_signature(path, manifest_bytes, key)
             manifest = json.loads(manifest_bytes)
-            raw = json.loads((path / METADATA).read_text())
         except (OSError, ValueError) as exc:
             raise SiameseError(f"{path}: unreadable manifest or metadata ({exc})") from None
         files = manifest.get("files") if isinstance(manifest, dict) else None
@@ -199,26 +204,46 @@ class ExportFolder:
         for name in files:  # a file in a subfolder (the Triton repository) is listed as a/b/c
             for part in name.split("/"):
                 path_component(part, f"{path / MANIFEST}: file {name!r}, part")
-        meta = ExportMetadata.from_dict(raw, str(path / METADATA))
-        folder = cls(path, manifest, meta, trusted=policy.trust_code, key=key)
-        folder.check(METADATA)
+        folder = cls(path, manifest, None, trusted=policy.trust_code, key=key)
+        try:
+            raw = json.loads(folder.check(METADATA).read_bytes())
+        except ValueError as exc:
+            raise SiameseError(f"{path / METADATA}: unreadable metadata ({exc})") from None
+        folder.metadata = ExportMetadata.from_dict(raw, str(path / METADATA))
         return folder
 
     def check(self, name: str) -> Path:
-        """Refuse a file that is missing, or whose size or sha256 differ from the manifest."""
+        """The verified private copy of file `name`: refused if it is missing, a link, or its size
+        or sha256 differ from the manifest. Runtimes load the copy, never the export's file, so
+        what was hashed is what loads; the copies go when this object does."""
+        if name in self._verified:
+            return self._verified[name]
         entry = self.manifest["files"].get(name)
         file = self.path / name
         if entry is None:
             raise SiameseError(f"{file}: not listed in {MANIFEST}")
         if not file.is_file() or file.is_symlink():
             raise SiameseError(f"{file}: listed in {MANIFEST} but missing (or a link)")
-        if file.stat().st_size != entry["size"]:
-            raise SiameseError(
-                f"{file}: size {file.stat().st_size} differs from the manifest's {entry['size']} (truncated?)"
-            )
-        if sha256_file(file) != entry["sha256"]:
+        copy = self._private_folder() / name
+        try:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            size, sha256 = copy_hashed(file, copy)
+        except OSError as exc:
+            copy.unlink(missing_ok=True)
+            raise SiameseError(f"{file}: cannot read it into a private copy: {exc.strerror or exc}") from None
+        if size != entry["size"] or sha256 != entry["sha256"]:
+            copy.unlink()
+            if size != entry["size"]:
+                raise SiameseError(f"{file}: size {size} differs from the manifest's {entry['size']} (truncated?)")
             raise SiameseError(f"{file}: sha256 differs from the manifest (modified or corrupted); re-export it")
-        return file
+        self._verified[name] = copy
+        return copy
+
+    def _private_folder(self) -> Path:
+        if self._private is None:
+            self._private = Path(tempfile.mkdtemp(prefix="siamese-export-"))
+            weakref.finalize(self, shutil.rmtree, self._private, ignore_errors=True)
+        return self._private
 
     @property
     def policy(self) -> ExportPolicy:

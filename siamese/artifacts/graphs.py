@@ -8,6 +8,8 @@ resizes. Outputs are float32 whatever the compute dtype.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -108,10 +110,18 @@ def graphs_from_checkpoint(ckpt: Checkpoint, dtype: str = "fp32") -> dict[str, n
 
 def save_weights(state_dict: dict, config: ModelConfig, path: Path) -> None:
     """A network's fp32 weights as tensors only, so loading them can never run code."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     state = {k: v.detach().float().contiguous() for k, v in state_dict.items() if v.is_floating_point()}
-    save_file(state, str(path), metadata={"format": "siamese-weights", "model_config": json.dumps(config.to_dict())})
+    metadata = {"format": "siamese-weights", "model_config": json.dumps(config.to_dict())}
+    try:
+        save_file(state, str(path), metadata=metadata)
+    except SafetensorError as exc:  # a full disk arrives as "I/O error: No space left on device (os error 28)"
+        code = re.search(r"\(os error (\d+)\)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
     path.chmod(0o644)  # readable like the other artifacts (the file is created private)
 
 

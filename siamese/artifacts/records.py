@@ -26,6 +26,8 @@ class EpochStats:
     epoch_s: float
     val_accuracy: float | None = None  # at the validation pairs' own best threshold
     val_auc: float | None = None
+    # {option: [before, after]} where a resumed run changed its recipe (--allow-recipe-change)
+    recipe_changes: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d, source: str) -> EpochStats:
@@ -36,7 +38,8 @@ class EpochStats:
 
     def line(self) -> str:
         """Its line of metrics.jsonl, floats rounded for reading."""
-        return json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in self.to_dict().items()})
+        fields = {k: v for k, v in self.to_dict().items() if k != "recipe_changes" or v}
+        return json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in fields.items()})
 
 
 @dataclass(frozen=True)

@@ -24,3 +24,7 @@ def fetch(dest, retries):
 
     path = fetch_lfw(dest, retries=retries)
     click.echo(f"LFW is in {path}; train with: siamese-train --data {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -36,3 +36,7 @@ def main(source, pairs_file, image_root, runtime, out, trust_export, verify_key)
         + (f"; {len(r.folds['accuracies'])}-fold {r.folds['mean']:.4f} +- {r.folds['std']:.4f}" if r.folds else "")
         + (f"; written to {out}" if out else "")
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -75,3 +75,7 @@ def main(checkpoints, runs, fmt, triton_kind, triton_max_batch, dtype, out, name
         for check in checks:
             click.echo(f"  ok  {check.describe()}")
         click.echo(f"exported -> {dest}")
+
+
+if __name__ == "__main__":
+    main()

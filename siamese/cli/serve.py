@@ -33,3 +33,7 @@ def main(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batc
     server.start()
     click.echo(f"serving {server.export.path} with {runtime}: HTTP {address.http_url}, gRPC {address.grpc_url}")
     server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

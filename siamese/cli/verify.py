@@ -51,3 +51,7 @@ def main(images, export_dir, runtime, pairs_file, image_root, output, batch, tru
         verifier = Verifier(export_dir, runtime, policy=policy)
         r = verifier.verify_files(*images)
         click.echo(verifier.describe(r.score, r.same))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ a write that fails (full, read-only, missing permission) is one error naming the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,56 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def copy_hashed(source: Path, target: Path, chunk: int = 1 << 20) -> tuple[int, str]:
+    """Copy `source` (never through a link) to a new file `target`, returning the size and the
+    sha256 of exactly the bytes written: the copy is what was hashed, whatever happens to
+    `source` meanwhile."""
+    h, size = hashlib.sha256(), 0
+    fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with open(fd, "rb") as src, open(target, "xb") as dst:
+        while block := src.read(chunk):
+            h.update(block)
+            dst.write(block)
+            size += len(block)
+    return size, h.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: Path, what: str):
+    """Hold `lock_file` (created, holding our pid) while the block runs, or fail at once with
+    one line if another process holds it: two writers of one export or run never interleave.
+    The file is removed on leaving; a lock taken on a file that was just removed is not held."""
+    import fcntl
+
+    lock_file = Path(lock_file)
+    made_folder = not lock_file.parent.exists()
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise cannot_write(lock_file, exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.path.exists(lock_file) and os.stat(lock_file).st_ino == os.fstat(fd).st_ino
+        except BlockingIOError:
+            held = False
+        if not held:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise SiameseError(f"{what} is being written by another process (pid {holder}); wait for it to finish")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            lock_file.unlink(missing_ok=True)
+            if made_folder:
+                with contextlib.suppress(OSError):
+                    lock_file.parent.rmdir()  # only if nothing else was written there
+    finally:
+        os.close(fd)
 
 
 def cannot_write(path: Path, exc: OSError) -> SiameseError:

@@ -1,7 +1,9 @@
 """Image decoding and normalisation: the single place where both are defined.
 
+Only the formats in DECODED_FORMATS are decoded (Pillow knows dozens, some through outside
+programs: EPS through Ghostscript); any other is refused by name before its pixels are read.
 Every image, whatever its mode (L, RGBA, CMYK, P, 16-bit and float, ...), becomes 8-bit RGB
-as a viewer would show it, and is resized as a whole (no crop: LFW's deep-funneled faces are
+as a viewer would show it (EXIF orientation applied), and is resized as a whole (no crop: LFW's deep-funneled faces are
 already centred and aligned) to a square `image_size` with Pillow's antialiased bilinear
 filter, and is kept as uint8 HWC.
 The network sees (x / 255 - mean) / std in NCHW float32. The same constants are stored in
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from siamese.core.errors import SiameseError, SiameseWarning
 
@@ -47,6 +49,8 @@ NORMALIZATION = Normalization()
 MAX_PIXELS = 40_000_000
 DECODE_WORKERS = min(8, os.cpu_count() or 1)
 MIN_SIDE = 16  # fewer pixels than this on a side cannot show a face
+# what cameras, phones, browsers and data sets write; a GIF or WebP animation decodes its first frame
+DECODED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits per sample
 
 
@@ -89,11 +93,47 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), "L")
 
 
+def _accepts(accept, prefix: bytes) -> bool:
+    try:
+        return bool(accept and accept(prefix))
+    except Exception:  # a plugin's check can fail on a short prefix: that is a no
+        return False
+
+
+def refused_format(source) -> str | None:
+    """The format of a file outside DECODED_FORMATS, named from its extension, else from its
+    first bytes, the way Pillow would take it (no decoder runs)."""
+    Image.init()
+    if not hasattr(source, "read"):
+        by_extension = Image.registered_extensions().get(Path(source).suffix.lower())
+        if by_extension and by_extension not in DECODED_FORMATS:  # a .jpg that is no JPEG: sniff it
+            return by_extension
+        with open(source, "rb") as f:
+            prefix = f.read(32)
+    else:
+        position = source.tell()
+        prefix = source.read(32)
+        source.seek(position)
+    return next((name for name, (_, accept) in Image.OPEN.items() if _accepts(accept, prefix)), None)
+
+
+def _open_allowed(source, label: str) -> Image.Image:
+    try:
+        return Image.open(source, formats=DECODED_FORMATS)
+    except UnidentifiedImageError:
+        found = refused_format(source)
+        if found is None or found in DECODED_FORMATS:
+            raise
+        raise SiameseError(
+            f"image {label} is {found}, which is not decoded (only {', '.join(DECODED_FORMATS)}): convert it first"
+        ) from None
+
+
 def decode_image(source, image_size: int, name: str | None = None) -> np.ndarray:
     """Decode a path or file object to a (size, size, 3) uint8 RGB array."""
     label = name or str(source)
     try:
-        with Image.open(source) as img:
+        with _open_allowed(source, label) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise SiameseError(
                     f"image {label} is {img.width}x{img.height}: above the {MAX_PIXELS / 1e6:.0f} MP decoding limit"
@@ -101,6 +141,7 @@ def decode_image(source, image_size: int, name: str | None = None) -> np.ndarray
             if min(img.size) < MIN_SIDE:
                 raise SiameseError(f"image {label} is {img.width}x{img.height}: too small to show a face")
             img.load()
+            img = ImageOps.exif_transpose(img)  # as a viewer shows it: phones store portraits rotated
             if img.mode in WIDE_MODES:
                 img = _to_8bit(img)
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):

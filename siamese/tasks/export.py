@@ -34,7 +34,7 @@ from siamese.artifacts.graphs import INPUT_NAMES, OUTPUT_NAMES, graphs_from_chec
 from siamese.artifacts.records import TrainedOn
 from siamese.backends.triton.repository import REPOSITORY, ServingConfig, model_config_pb2, write_repository
 from siamese.core.errors import SiameseError, first_line
-from siamese.core.files import check_writable, sha256_file
+from siamese.core.files import check_writable, exclusive_lock, sha256_file
 from siamese.core.provenance import git_commit
 from siamese.data.lfw import default_pairs, sample_pairs
 from siamese.parity.compare import ParityResult
@@ -202,62 +202,64 @@ def export_checkpoint(
     ckpt = load_checkpoint(checkpoint)
     name = name or path_component(f"{ckpt.data_set}-{ckpt.model_config.name}-{dtype}", f"{checkpoint}: export name")
     dest = Path(out_root) / name
-    recover_interrupted(dest)
-    if dest.exists() and not force:
-        raise SiameseError(f"{dest} exists; pass --force to replace it")
-    if dest.is_symlink() or (dest.exists() and not (dest / MANIFEST).is_file()):
-        raise SiameseError(f"{dest} is not an export folder: --force only replaces an export")
-    reference_graphs = graphs_from_checkpoint(ckpt, "fp32")
-    graphs = graphs or (reference_graphs if dtype in ("fp32", "int8") else graphs_from_checkpoint(ckpt, dtype))
-    meta = build_metadata(ckpt, Path(checkpoint), dtype)
-    # INT8 activation ranges are calibrated on faces: noise images fall outside them by design
-    inputs = verification_inputs(ckpt, n_pairs, n_random=0 if dtype == "int8" else 8)
-    meta["verified_on"] = inputs.source
-    calibration = None
-    if dtype == "int8":
-        calibration, meta["int8_calibration"] = calibration_images(ckpt)
-    check_writable(dest.parent)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.partial-"))
-    try:
-        notes = {}
-        save_weights(ckpt.model, ckpt.model_config, tmp / WEIGHTS)
-        for fmt in formats:
-            for graph in GRAPHS:
-                file = get_format(fmt).artifact(graph)
-                log(f"writing {file}")
-                try:
-                    notes[file] = get_format(fmt).write(
-                        graphs[graph], graph, tmp / file, {**meta, "graph": graph, "format": fmt}, calibration
-                    )
-                except Exception as exc:  # exporters raise many types; name the artifact and the cause
-                    raise SiameseError(f"writing {file} failed: {first_line(exc, with_type=True)}") from None
-        (tmp / METADATA).write_text(json.dumps({**meta, "artifacts": notes}, indent=2) + "\n")
-        if triton:
-            log(f"writing the Triton model repository {REPOSITORY}/")
-            write_repository(tmp, serving)
-        write_manifest(tmp)
-        if key is not None:
-            sign_manifest(tmp, key)
-        checks = verify_folder(tmp, formats, reference_outputs(reference_graphs, inputs), inputs)
-        failed = [c for c in checks if not c.passed]
-        if failed:
-            raise SiameseError(
-                f"export of {name} failed verification against the eager model ({inputs.source}): "
-                + " | ".join(c.describe() for c in failed)
-            )
-        tmp.chmod(0o755)  # mkdtemp made it private
-        # with --force the old export stays whole until the new one has taken its name
-        old = dest.with_name(f".{name}.replaced-{tmp.name.rsplit('-', 1)[-1]}") if dest.exists() else None
-        if old is not None:
-            dest.rename(old)
-        tmp.rename(dest)
-        if old is not None:
-            shutil.rmtree(old)
-        return dest, checks
-    except OSError as exc:  # a full or read-only disk while writing: the partial folder goes, the old export stays
-        raise SiameseError(f"cannot write the export {dest}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # one writer per export name: a second run fails at once and destroys nothing
+    with exclusive_lock(dest.with_name(f".{name}.lock"), f"export {dest}"):
+        recover_interrupted(dest)
+        if dest.exists() and not force:
+            raise SiameseError(f"{dest} exists; pass --force to replace it")
+        if dest.is_symlink() or (dest.exists() and not (dest / MANIFEST).is_file()):
+            raise SiameseError(f"{dest} is not an export folder: --force only replaces an export")
+        reference_graphs = graphs_from_checkpoint(ckpt, "fp32")
+        graphs = graphs or (reference_graphs if dtype in ("fp32", "int8") else graphs_from_checkpoint(ckpt, dtype))
+        meta = build_metadata(ckpt, Path(checkpoint), dtype)
+        # INT8 activation ranges are calibrated on faces: noise images fall outside them by design
+        inputs = verification_inputs(ckpt, n_pairs, n_random=0 if dtype == "int8" else 8)
+        meta["verified_on"] = inputs.source
+        calibration = None
+        if dtype == "int8":
+            calibration, meta["int8_calibration"] = calibration_images(ckpt)
+        check_writable(dest.parent)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.partial-"))
+        try:
+            notes = {}
+            save_weights(ckpt.model, ckpt.model_config, tmp / WEIGHTS)
+            for fmt in formats:
+                for graph in GRAPHS:
+                    file = get_format(fmt).artifact(graph)
+                    log(f"writing {file}")
+                    try:
+                        notes[file] = get_format(fmt).write(
+                            graphs[graph], graph, tmp / file, {**meta, "graph": graph, "format": fmt}, calibration
+                        )
+                    except Exception as exc:  # exporters raise many types; name the artifact and the cause
+                        raise SiameseError(f"writing {file} failed: {first_line(exc, with_type=True)}") from None
+            (tmp / METADATA).write_text(json.dumps({**meta, "artifacts": notes}, indent=2) + "\n")
+            if triton:
+                log(f"writing the Triton model repository {REPOSITORY}/")
+                write_repository(tmp, serving)
+            write_manifest(tmp)
+            if key is not None:
+                sign_manifest(tmp, key)
+            checks = verify_folder(tmp, formats, reference_outputs(reference_graphs, inputs), inputs)
+            failed = [c for c in checks if not c.passed]
+            if failed:
+                raise SiameseError(
+                    f"export of {name} failed verification against the eager model ({inputs.source}): "
+                    + " | ".join(c.describe() for c in failed)
+                )
+            tmp.chmod(0o755)  # mkdtemp made it private
+            # with --force the old export stays whole until the new one has taken its name
+            old = dest.with_name(f".{name}.replaced-{tmp.name.rsplit('-', 1)[-1]}") if dest.exists() else None
+            if old is not None:
+                dest.rename(old)
+            tmp.rename(dest)
+            if old is not None:
+                shutil.rmtree(old)
+            return dest, checks
+        except OSError as exc:  # a full or read-only disk while writing: the partial folder goes, the old export stays
+            raise SiameseError(f"cannot write the export {dest}: {exc.strerror or exc}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def recover_interrupted(dest: Path) -> None:

@@ -22,6 +22,13 @@ VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
 # what fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
 VARIANT_EPOCHS = {"contrastive": 9, "bce": 8}
 PATH = click.Path(path_type=Path)
+# what a run trains with: a resume may change the others (--epochs, --device, --out, ...) freely
+RECIPE = (
+    "head", "data", "synthetic", "train_pairs", "test_pairs", "image_size", "sampling",
+    "identities_per_batch", "images_per_identity", "negatives", "batch_size", "lr", "warmup",
+    "schedule", "weight_decay", "margin", "augment", "pairs_per_epoch", "limit_pairs",
+    "val_identities", "val_pairs", "seed", "sync_bn",
+)  # fmt: skip
 
 
 @dataclass
@@ -106,11 +113,25 @@ class TrainConfig:
     out: str = option("runs", "run folder root", PATH)
     cache: str = option(str(DEFAULT_CACHE), "cache folder (extracted archives)", PATH)
     resume: bool = option(False, "continue from <out>/<data set>/<variant>/checkpoint.pt")
+    allow_recipe_change: bool = option(
+        False,
+        "with --resume: train on although recipe options (--lr, --sampling, --augment, ...) differ from "
+        "the checkpoint's; the change is recorded in the first epoch it applies to",
+    )
     eval_batch_size: int = 64
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def recipe_changes(self, recorded: dict) -> dict[str, list]:
+        """{option: [recorded, now]} for each recipe option that differs from a checkpoint's
+        recorded configuration (a resumed run must not silently train on another recipe)."""
+        return {
+            name: [recorded[name], getattr(self, name)]
+            for name in RECIPE
+            if name in recorded and recorded[name] != getattr(self, name)
+        }
 
     @property
     def negatives_used(self) -> str:

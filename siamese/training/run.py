@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import replace
@@ -16,7 +17,7 @@ import torch
 from siamese.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from siamese.artifacts.records import EpochStats, TrainingSummary
 from siamese.core.errors import SiameseError
-from siamese.core.files import append_line, check_writable, write_json, write_text
+from siamese.core.files import append_line, check_writable, exclusive_lock, write_json, write_text
 from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION
 from siamese.core.provenance import git_commit
@@ -116,7 +117,17 @@ def check_run(cfg: TrainConfig, dataset_name: str, image_size: int) -> None:
             raise SiameseError(f"{ckpt_path}: holds no optimizer or RNG state to resume from")
         if ckpt.epoch >= cfg.epochs_used and ckpt.summary is not None:
             raise SiameseError(f"{ckpt_path}: already finished {ckpt.epoch} epochs; raise --epochs to train on")
+        changes = cfg.recipe_changes(ckpt.config)
+        if changes and not cfg.allow_recipe_change:
+            raise SiameseError(
+                f"{ckpt_path}: was trained with {describe_changes(changes, 0)}, not {describe_changes(changes, 1)}; "
+                "resume with the same options, or pass --allow-recipe-change to train on and record the change"
+            )
     check_writable(ckpt_path.parent)
+
+
+def describe_changes(changes: dict, which: int) -> str:
+    return ", ".join(f"{name}={values[which]!r}" for name, values in changes.items())
 
 
 def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGLE_PROCESS) -> TrainingSummary | None:
@@ -130,7 +141,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out = run_dir(cfg, dataset.name)
     ckpt_path = out / "checkpoint.pt"
-    history, start_epoch, rank_digests = [], 1, []
+    history, start_epoch, rank_digests, changes = [], 1, [], {}
     check_run(cfg, dataset.name, image_size)
     if cfg.resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
@@ -140,6 +151,9 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         torch.set_rng_state(ckpt.rng["torch"])
         history, start_epoch = ckpt.history, ckpt.epoch + 1
         print(f"resuming {cfg.variant} from {ckpt_path} after epoch {ckpt.epoch}", file=sys.stderr)
+        changes = cfg.recipe_changes(ckpt.config)
+        if changes:
+            print(f"recipe changed from epoch {start_epoch}: {describe_changes(changes, 1)}", file=sys.stderr)
 
     metrics_log = out / "metrics.jsonl"
     if history and world.is_main:
@@ -158,6 +172,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
             dataset.name,
             **trained,
             **validate(model, dataset, device, cfg.eval_batch_size),
+            recipe_changes=changes if epoch == start_epoch else {},
         )
         history.append(stats)
         save_checkpoint(ckpt_path, make_checkpoint(model, optimizer, epoch, cfg, g, dataset.info, history))
@@ -237,17 +252,23 @@ def main(cfg: TrainConfig, variants: list[str]) -> list[TrainingSummary]:
     if cfg.head != "concat" and "bce" not in variants:
         raise SiameseError(f"--head {cfg.head} is a bce head; the contrastive variant compares distances")
     world = from_environment()
+    locks = contextlib.ExitStack()
     try:
         cfg = replace(cfg, device=world.device(cfg.device))
         resolve_device(cfg.device)
         runs = [cfg.for_variant(v) for v in variants]
         synthetic = data_source(cfg) is None
+        data_set = "synthetic" if synthetic else "lfw"
         for run in runs:
-            check_run(run, "synthetic" if synthetic else "lfw", cfg.image_size or (32 if synthetic else 128))
+            if world.is_main:  # one training per run folder: a second fails at once, nothing is overwritten
+                folder = run_dir(run, data_set)
+                locks.enter_context(exclusive_lock(folder.with_name(f".{folder.name}.lock"), f"run {folder}"))
+            check_run(run, data_set, cfg.image_size or (32 if synthetic else 128))
         dataset = load_on_main_first(cfg, world)
         summaries = [train_variant(run, dataset, world) for run in runs]
         world.barrier()  # the other ranks wait for rank 0's evaluation before the group closes
     finally:
+        locks.close()
         world.close()
     if not world.is_main:
         return []
