@@ -26,3 +26,7 @@ def main(trust_export, verify_key, **options):
         echo=click.echo,
         log=lambda m: click.echo(m, err=True),
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -32,7 +32,7 @@ from siamese.artifacts.checkpoint import newest_checkpoints, untrained_checkpoin
 from siamese.artifacts.folder import ExportFolder, ExportPolicy, newest_export
 from siamese.backends import REFERENCE, RUNTIMES, RunnerSpec
 from siamese.backends.triton.client import TritonClient
-from siamese.core.errors import SiameseError, first_line
+from siamese.core.errors import SiameseError, die_with_parent, first_line
 from siamese.core.files import write_json
 from siamese.core.model import flops_per_image
 from siamese.core.params import FiniteFloat, IntList, OutputFile, option
@@ -211,6 +211,7 @@ def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Pea
 
 
 def _child(name, spec, export_path, policy, inputs, reference, cfg, peak, flops, conn):
+    die_with_parent(multiprocessing.parent_process().pid)  # a benchmark whose parent is gone only burns the machine
     runner = spec.create(name, cfg.threads)
     result = bench_runtime(runner, ExportFolder.open(export_path, policy), inputs, reference, cfg, peak, flops)
     conn.send(result.to_dict())

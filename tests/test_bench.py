@@ -2,8 +2,10 @@
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -342,3 +344,47 @@ def test_unreadable_baseline_is_one_line(tmp_path):
     (tmp_path / "old.json").write_text('{"schema": "siamese-bench/1"}')
     with pytest.raises(SiameseError, match="re-run siamese-bench --json"):
         main(BenchConfig(baseline=tmp_path / "old.json"))
+
+
+def _benchmarking_children(pid: int) -> list[int]:
+    """multiprocessing's spawned workers of `pid` (not its resource tracker)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from Linux's /proc")
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_an_isolated_benchmark_ends_with_its_parent(contrastive_export, how):
+    """A benchmarking child never outlives siamese-bench, whether it is stopped (SIGTERM) or killed."""
+    command = [sys.executable, "-m", "bench.cli", "--export", str(contrastive_export), "--isolate"]
+    command += ["--runtimes", "ort-cpu", "--batch", "1", "--duration", "120", "--parity-pairs", "0"]
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            not (children := [c for c in _benchmarking_children(parent.pid) if _alive(c)])
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+        assert children, "no child process started"
+        time.sleep(3)  # the child is benchmarking now
+        parent.send_signal(how)
+        code = parent.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(c) for c in children), "the child outlived its parent"
+    finally:
+        parent.kill()
+    if how == signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM and "Traceback" not in parent.stderr.read()

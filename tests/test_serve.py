@@ -94,8 +94,63 @@ def test_the_server_stops_and_frees_its_ports(small_export):
     address = ServerAddress("127.0.0.1", *free_ports(3))
     with Server(export, "ort-cpu", address):
         pass
-    with socket.socket() as s:  # nothing listens any more: the port can be bound again
-        s.bind(("127.0.0.1", address.http_port))
+    with Server(export, "ort-cpu", address) as again:  # nothing listens any more: a new server starts there
+        assert again.triton is not None
+
+
+def serve_command(export: Path, *ports: int) -> list[str]:
+    import sys
+
+    options = [f"--{kind}-port={port}" for kind, port in zip(("http", "grpc", "metrics"), ports, strict=True)]
+    return [sys.executable, "-m", "siamese.cli.serve", "--export", str(export), *options]
+
+
+def test_repeated_or_taken_ports_are_refused_at_once_in_one_line(small_export):
+    import re
+    import subprocess
+    import time
+
+    _, export, _ = small_export("contrastive")
+    http, grpc, metrics = free_ports(3)
+    with socket.socket() as taken:  # another program listens on the metrics port
+        taken.bind(("127.0.0.1", metrics))
+        taken.listen()
+        cases = {
+            (http, http, metrics): "--http-port and --grpc-port are both",
+            (http, grpc, metrics): rf"cannot listen on 127.0.0.1:{metrics} \(--metrics-port\): Address already in use",
+        }
+        for ports, message in cases.items():
+            started = time.monotonic()
+            run = subprocess.run(
+                serve_command(export, *ports), capture_output=True, text=True, timeout=120, check=False
+            )
+            assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+            assert re.search(message, run.stderr.strip().splitlines()[-1]), run.stderr
+            assert time.monotonic() - started < 30  # refused before any server starts
+
+
+def test_sigterm_stops_the_server_and_leaves_no_workspace_or_shared_memory(small_export, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    _, export, _ = small_export("contrastive")
+    shared_memory = set(os.listdir("/dev/shm"))
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    server = subprocess.Popen(
+        serve_command(export, *free_ports(3)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        lines = iter(server.stdout.readline, "")  # Triton logs to stdout too: wait for our line
+        assert any(line.startswith("serving ") for line in lines), server.stderr.read()
+        assert any(tmp_path.iterdir())  # PyTriton's workspace and the export's verified copies
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        server.kill()
+    # .ses: a 51-byte session id that the tritonserver binary keeps in $TMPDIR and reuses
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".ses"] == []
+    assert set(os.listdir("/dev/shm")) - shared_memory == set()
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import signal
 import sys
+import threading
 import warnings
 
 
@@ -35,22 +37,62 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 _default_show_warning = warnings.showwarning
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that every cleanup that runs for Ctrl-C runs for it."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While the block runs (in the main thread), SIGTERM raises Terminated: partial files are
+    removed, servers stopped and child processes ended, as after Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def user_errors(fn):
-    """Show a SiameseError as one line and a non-zero exit, never a traceback (for click commands)."""
+    """Show a SiameseError as one line and a non-zero exit, never a traceback (for click
+    commands); SIGTERM cleans up like Ctrl-C and exits 143."""
     import click
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), sigterm_as_interrupt():
                 warnings.showwarning = _show_warning
                 return fn(*args, **kwargs)
         except SiameseError as exc:
             raise click.ClickException(str(exc)) from None
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
 
     return wrapper
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child process of `parent` (a pid): be sent SIGTERM when the parent dies, however it
+    dies (Linux; elsewhere the parent's own cleanup ends its children)."""
+    import ctypes
+    import os
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager

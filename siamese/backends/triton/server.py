@@ -10,6 +10,7 @@ default), loaded once, manifest-checked as every other tool loads it.
 from __future__ import annotations
 
 import os
+import socket
 import sysconfig
 from dataclasses import dataclass
 
@@ -40,6 +41,29 @@ class ServerAddress:
     @property
     def grpc_url(self) -> str:
         return f"{self.host}:{self.grpc_port}"
+
+    def check_free(self) -> None:
+        """Refuse, in one line and before anything starts, ports that repeat or that another
+        program listens on (Triton itself would hang on the first, and fail late on the second)."""
+        ports = {"--http-port": self.http_port, "--grpc-port": self.grpc_port, "--metrics-port": self.metrics_port}
+        seen: dict[int, str] = {}
+        for option, port in ports.items():
+            if port in seen:
+                raise SiameseError(f"{seen[port]} and {option} are both {port}: each needs its own port")
+            seen[port] = option
+        for option, port in ports.items():
+            try:
+                family, kind, proto, _, where = socket.getaddrinfo(self.host, port, type=socket.SOCK_STREAM)[0]
+                with socket.socket(family, kind, proto) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+                    probe.bind(where)
+            except socket.gaierror as exc:
+                raise SiameseError(f"cannot listen on host {self.host!r}: {exc.strerror}") from None
+            except OSError as exc:
+                raise SiameseError(
+                    f"cannot listen on {self.host}:{port} ({option}): {exc.strerror}; "
+                    f"is another server running there? choose another {option}"
+                ) from None
 
 
 def tensor_shapes(export: ExportFolder, graph: str) -> tuple[dict, dict]:
@@ -72,6 +96,7 @@ class Server:
         if reason:
             raise SiameseError(reason)
         self.export = ExportFolder.open(export_dir, policy)
+        address.check_free()
         self.runner = create(runtime, threads)
         reason = self.runner.unavailable(self.export)
         if reason:
