@@ -53,6 +53,16 @@ METADATA_EDITS = [
     (lambda m: m.__setitem__("image_size", 12), "image_size 12 must be a multiple of 8"),
     (lambda m: m.__setitem__("dtype", "int3"), "dtype 'int3' is not one of"),
     (lambda m: m.__setitem__("higher_is_same", "yes"), "key 'higher_is_same' should be bool, got str"),
+    (lambda m: m.__setitem__("image_size", 10**6), "image_size 1000000 must be a multiple of 8"),
+    (lambda m: m.__setitem__("image_size", 24), r"describes \{'image_size': 24\}, but weights.safetensors holds"),
+    (lambda m: m.__setitem__("margin", 2.5), r"describes \{'margin': 2.5\}, but weights.safetensors holds"),
+    (lambda m: m.__setitem__("margin", float("nan")), "key 'margin' is nan, not a finite number"),
+    (lambda m: m.__setitem__("graphs", {}), "graphs {} are not the exported graphs"),
+    (lambda m: m["graphs"]["pair"].__setitem__("outputs", ["distance", "same"]), "are not the exported graphs"),
+    (lambda m: m["normalization"].__setitem__("mean", ["a", 0.5, 0.5]), "normalization: mean and std must be 3"),
+    (lambda m: m["normalization"].pop("std"), "normalization: 'std'"),
+    (lambda m: m.__setitem__("head", "triple"), "unknown variant 'contrastive' or head 'triple'"),
+    (lambda m: m.__setitem__("variant", "triplet"), "unknown variant 'triplet'"),
 ]
 
 

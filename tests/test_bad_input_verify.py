@@ -1,5 +1,6 @@
 """siamese-verify refuses bad input with one line and the right exit code."""
 
+import json
 import shutil
 
 import pytest
@@ -96,3 +97,26 @@ def test_duplicate_pairs_are_answered_and_reported(contrastive_export, tmp_path,
     )
     assert result.exit_code == 0 and "warning: " in result.output and "1 repeated pairs" in result.output
     assert "3 pairs" in result.output
+
+
+@pytest.mark.parametrize("runtime", ["eager-fp32-cpu", "ort-cpu"])
+def test_weights_of_another_shape_are_refused_in_one_line(contrastive_export, tmp_path, image_folder, runtime):
+    from safetensors.torch import load_file, save_file
+
+    from siamese.tasks.export import write_manifest
+
+    copy = tmp_path / "export"
+    shutil.copytree(contrastive_export, copy)
+    weights = copy / "weights.safetensors"
+    with open(weights, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    state = load_file(weights)
+    name = next(k for k, v in state.items() if v.dim() == 2)
+    state[name] = state[name][:, :-1].contiguous()  # one column fewer, same names and record
+    save_file(state, weights, metadata=header["__metadata__"])
+    write_manifest(copy)
+    pairs = pair_list(tmp_path, GOOD_PAIRS)
+    args = ["--export", copy, "--runtime", runtime, "--pairs", pairs, "--images", image_folder]
+    message = "weights.safetensors: weights do not fit the network|embedding.onnx: ONNX Runtime cannot load it"
+    output = assert_refused(verify_cli.main, args, message, ERROR, [tmp_path])
+    assert str(copy) in output  # the export's file is named, not its private copy

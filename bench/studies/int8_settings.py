@@ -44,7 +44,7 @@ def embed_all(embed, images: np.ndarray) -> np.ndarray:
 def ort_variant(fp32: ExportFolder, images: np.ndarray, int8: Path, **settings):
     """An embed function for the fp32 embedding graph quantized by ONNX Runtime with `settings` into `int8`."""
     (name,) = fp32.metadata.inputs("embedding")
-    quantize_onnx(fp32.check("embedding.onnx"), int8, calibration_feeds([name], images), **settings)
+    quantize_onnx(fp32.check_onnx("embedding.onnx"), int8, calibration_feeds([name], images), **settings)
     session = make_session(int8, ["CPUExecutionProvider"])
     return lambda batch: session.run(None, {name: batch})[0]
 
@@ -55,7 +55,7 @@ def nncf_defaults(fp32: ExportFolder, calibration: np.ndarray):
     import openvino as ov
 
     core = ov.Core()
-    model = core.read_model(str(fp32.check("embedding.onnx")))
+    model = core.read_model(str(fp32.check_onnx("embedding.onnx")))
     batches = list(calibration_feeds(fp32.metadata.inputs("embedding"), calibration))
     with quiet_logger("nncf"):
         quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))

@@ -40,7 +40,7 @@ def settings(threads: int) -> dict[str, tuple[SessionTuning, int | None]]:
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=3.0, help="timed seconds per setting and round")
 def main(export: Path, batch: int, threads: int, seconds: float) -> None:
     folder = ExportFolder.open(export, ExportPolicy())
-    path = folder.check("pair.onnx")
+    path = folder.check_onnx("pair.onnx")
     size = folder.image_size
     images = np.random.default_rng(0).integers(0, 256, (2, batch, size, size, 3), dtype=np.uint8)
     feed = dict(zip(folder.metadata.inputs("pair"), images, strict=True))

@@ -74,7 +74,7 @@ def own_weights_copy(graph: Path, folder: Path) -> Path:
 @click.option("--rounds", type=click.IntRange(min=1), default=2)
 def main(export: Path, batch: int, repeats: int, rounds: int) -> None:
     folder = ExportFolder.open(export, ExportPolicy())
-    in_weights = folder.check("pair.onnx")
+    in_weights = folder.check_onnx("pair.onnx")
     size = folder.image_size
     images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
     feed = {"image_a": images, "image_b": images[::-1].copy()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 import shutil
 import tempfile
@@ -20,15 +21,25 @@ from pathlib import Path
 
 from siamese.artifacts.formats import DTYPES, FORMATS, artifact_name
 from siamese.artifacts.records import TrainedOn
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import copy_hashed
+from siamese.core.preprocess import Normalization
 from siamese.core.records import require
-from siamese.core.spec import HEADS, VARIANTS, higher_is_same, image_size_problem, model_name
+from siamese.core.spec import (
+    GRAPH_INPUTS,
+    GRAPH_OUTPUTS,
+    HEADS,
+    VARIANTS,
+    higher_is_same,
+    image_size_problem,
+    model_name,
+)
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.json"
 SIGNATURE = "manifest.sig"  # HMAC-SHA256 of manifest.json's bytes, with a key the user holds
 MIN_KEY_BYTES = 16
+MAX_WEIGHTS_HEADER = 16 << 20  # a safetensors header of names, shapes and offsets: kilobytes in practice
 UNTRUSTED = (
     "artifacts can run code when loaded (pickled objects or a native library); "
     "pass --trust-export only for an export you made or got from someone you trust"
@@ -100,8 +111,8 @@ class ExportMetadata:
     margin: float
     image_size: int
     dtype: str
-    normalization: dict
-    graphs: dict  # graph -> {"inputs": [...], "outputs": [...]}
+    normalization: Normalization
+    graphs: dict  # graph -> {"inputs": [...], "outputs": [...]}: siamese.core.spec's names
     head: str = "concat"  # the bce head (siamese.core.model.HEADS); exports before heads existed have the spec's
     training: TrainedOn = TrainedOn("unknown")
     raw: dict = field(default_factory=dict, repr=False)  # everything, as written
@@ -124,6 +135,14 @@ class ExportMetadata:
         if margin <= 0:
             raise SiameseError(f"{source}: margin {margin} is not a positive finite number")
         training = require(d, "training", dict, source, {"data_set": "unknown"})
+        try:
+            normalization = Normalization.from_dict(require(d, "normalization", dict, source))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SiameseError(f"{source}: normalization: {exc}") from None
+        graphs = require(d, "graphs", dict, source)
+        expected = {g: {"inputs": GRAPH_INPUTS[g], "outputs": GRAPH_OUTPUTS[g]} for g in GRAPH_INPUTS}
+        if graphs != expected:
+            raise SiameseError(f"{source}: graphs {json.dumps(graphs)[:200]} are not the exported graphs {expected}")
         return cls(
             variant=variant,
             threshold=threshold,
@@ -131,8 +150,8 @@ class ExportMetadata:
             margin=margin,
             image_size=image_size,
             dtype=dtype,
-            normalization=require(d, "normalization", dict, source),
-            graphs=require(d, "graphs", dict, source),
+            normalization=normalization,
+            graphs=graphs,
             head=head,
             training=TrainedOn.from_dict(training, f"{source}: training"),
             raw=d,
@@ -210,7 +229,39 @@ class ExportFolder:
         except ValueError as exc:
             raise SiameseError(f"{path / METADATA}: unreadable metadata ({exc})") from None
         folder.metadata = ExportMetadata.from_dict(raw, str(path / METADATA))
+        if folder.has(WEIGHTS):
+            folder._check_weights_header()
         return folder
+
+    def _check_weights_header(self) -> None:
+        """The weights' own record of the network (the safetensors header, read without torch)
+        must be the one metadata.json describes: an edited metadata fails here, not in a runtime.
+        (What loads is still hash-checked by `check`.)"""
+        file = self.path / WEIGHTS
+        try:
+            with open(file, "rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                if not 2 <= size <= MAX_WEIGHTS_HEADER:
+                    raise ValueError(f"header of {size} bytes")
+                header = json.loads(f.read(size))
+            recorded = json.loads(header["__metadata__"]["model_config"])
+            for name, tensor in header.items():
+                if name != "__metadata__":
+                    start, end = tensor["data_offsets"]
+                    if end - start != 4 * math.prod(tensor["shape"]) or tensor["dtype"] != "F32":
+                        raise ValueError(f"tensor {name} holds {end - start} bytes for shape {tensor['shape']}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SiameseError(
+                f"{file}: not a weights file of this toolkit ({first_line(exc)}); re-export it"
+            ) from None
+        meta = self.metadata
+        described = {"variant": meta.variant, "head": meta.head, "image_size": meta.image_size, "margin": meta.margin}
+        differ = {k: v for k, v in described.items() if recorded.get(k, "concat" if k == "head" else None) != v}
+        if differ:
+            raise SiameseError(
+                f"{self.path / METADATA}: describes {differ}, but {WEIGHTS} holds a network with "
+                f"{ {k: recorded.get(k) for k in differ} }; the metadata was edited: re-export it"
+            )
 
     def check(self, name: str) -> Path:
         """The verified private copy of file `name`: refused if it is missing, a link, or its size

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from siamese.core.errors import SiameseError
 from siamese.core.provenance import cxx_compiler
+from siamese.core.spec import GRAPH_INPUTS
 
 DTYPES = ("fp32", "fp16", "bf16", "int8")  # what an export can be written in
-GRAPHS = ("embedding", "pair", "compare")  # every format writes all three, in this order
+GRAPHS = tuple(GRAPH_INPUTS)  # every format writes all three graphs of the spec, in this order
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,13 @@ from torch import nn
 
 from siamese.artifacts.checkpoint import Checkpoint
 from siamese.artifacts.folder import WEIGHTS, ExportFolder
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
 from siamese.core.model import ModelConfig, SiameseNet, compare_features, to_score
 from siamese.core.preprocess import Normalization
-from siamese.core.spec import FEATURE_DIM
+from siamese.core.spec import FEATURE_DIM, GRAPH_INPUTS, GRAPH_OUTPUTS
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-INPUT_NAMES = {
-    "embedding": ["images"],
-    "pair": ["image_a", "image_b"],
-    "compare": ["features_a", "features_b"],
-}
-OUTPUT_NAMES = {"embedding": ["features"], "pair": ["score", "same"], "compare": ["score", "same"]}
+INPUT_NAMES, OUTPUT_NAMES = GRAPH_INPUTS, GRAPH_OUTPUTS
 
 
 class Preprocess(nn.Module):
@@ -138,11 +133,14 @@ def graphs_from_weights(export: ExportFolder) -> dict[str, nn.Module]:
         state = load_file(str(export.check(WEIGHTS)))
     except SafetensorError as exc:
         raise SiameseError(f"{export.path / WEIGHTS}: unreadable ({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        raise SiameseError(f"{export.path / WEIGHTS}: weights do not fit the network: {first_line(exc)}") from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise SiameseError(f"{export.path / WEIGHTS}: weights do not fit the network ({(missing + unexpected)[:3]})")
-    return build_graphs(model.eval(), Normalization.from_dict(meta.normalization), meta.threshold)
+    return build_graphs(model.eval(), meta.normalization, meta.threshold)
 
 
 def example_inputs(graph: str, image_size: int, batch: int = 2) -> tuple[torch.Tensor, ...]:

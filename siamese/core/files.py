@@ -50,12 +50,11 @@ def exclusive_lock(lock_file: Path, what: str):
     import fcntl
 
     lock_file = Path(lock_file)
-    made_folder = not lock_file.parent.exists()
     try:
         lock_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise cannot_write(lock_file, exc) from None
+        raise SiameseError(f"cannot write into {lock_file.parent}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,9 +70,6 @@ def exclusive_lock(lock_file: Path, what: str):
             yield
         finally:
             lock_file.unlink(missing_ok=True)
-            if made_folder:
-                with contextlib.suppress(OSError):
-                    lock_file.parent.rmdir()  # only if nothing else was written there
     finally:
         os.close(fd)
 

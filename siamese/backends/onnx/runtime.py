@@ -130,8 +130,11 @@ def make_session(
     threads: int | None = None,
     profile_dir: Path | None = None,
     tuning: SessionTuning = SessionTuning(),
+    shown: Path | None = None,
 ):
-    """An InferenceSession whose first provider is the one asked for, or a SiameseError."""
+    """An InferenceSession whose first provider is the one asked for, or a SiameseError naming
+    `shown` (the export's file, where `path` is its verified private copy)."""
+    shown = shown or path
     ort = import_onnxruntime()
     names = [p if isinstance(p, str) else p[0] for p in providers]
     missing = [n for n in names if n not in ort.get_available_providers()]
@@ -149,10 +152,10 @@ def make_session(
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for corrupt models
-        raise SiameseError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") from None
+        raise SiameseError(f"{shown}: ONNX Runtime cannot load it ({first_line(exc)})") from None
     active = session.get_providers()
     if active[0] != names[0]:
-        raise SiameseError(f"{path}: asked for {names[0]}, but ONNX Runtime fell back to {', '.join(active)}")
+        raise SiameseError(f"{shown}: asked for {names[0]}, but ONNX Runtime fell back to {', '.join(active)}")
     return session
 
 
@@ -213,19 +216,21 @@ class OnnxRuntime(Runner):
             providers = provider_options(
                 self.provider, self.precision, engines, trt_profiles(inputs, sample, batches or [64])
             )
-            self.sessions[graph] = self._session(path, graph, providers)
+            shown = export.path / name
+            self.sessions[graph] = self._session(path, shown, graph, providers)
+            check_signature(self.sessions[graph], shown, inputs, export.metadata.outputs(graph), sample)
 
-    def _session(self, path: Path, graph: str, providers: list):
+    def _session(self, path: Path, shown: Path, graph: str, providers: list):
         if not self.check_placement:
-            return make_session(path, providers, self.threads, tuning=self.tuning)
+            return make_session(path, providers, self.threads, tuning=self.tuning, shown=shown)
         with tempfile.TemporaryDirectory() as tmp:
-            session = make_session(path, providers, self.threads, profile_dir=Path(tmp))
+            session = make_session(path, providers, self.threads, profile_dir=Path(tmp), shown=shown)
             session.run(None, self._sample_feed(session, graph))
             placement = node_placement(Path(session.end_profiling()))
         wrong = misplaced(placement, PROVIDERS[self.provider])
         if not placement or wrong:
             where = ", ".join(wrong[:4]) if wrong else "no node was profiled"
-            raise SiameseError(f"{path}: not every node runs on {PROVIDERS[self.provider]}: {where}")
+            raise SiameseError(f"{shown}: not every node runs on {PROVIDERS[self.provider]}: {where}")
         return session
 
     def _sample_feed(self, session, graph: str) -> dict:
@@ -281,3 +286,16 @@ class OnnxRuntime(Runner):
 
     def close(self) -> None:
         self.sessions = {}
+
+
+def check_signature(session, path: Path, inputs: list[str], outputs: list[str], sample: tuple) -> None:
+    """Refuse a graph whose tensors are not the ones the export's metadata describes (an edited
+    metadata.json would otherwise fail on the first call, deep inside ONNX Runtime)."""
+    found = [(i.name, list(i.shape[1:])) for i in session.get_inputs()]
+    wanted = [(name, list(sample)) for name in inputs]
+    produced = {o.name for o in session.get_outputs()}
+    if found != wanted or not set(outputs) <= produced:
+        raise SiameseError(
+            f"{path}: takes {found} and gives {sorted(produced)}, not the per-item inputs {wanted} "
+            f"and outputs {outputs} its metadata.json describes; re-export it"
+        )

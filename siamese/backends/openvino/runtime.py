@@ -67,7 +67,7 @@ class OpenVino(Runner):
                 model = core.read_model(str(path), weights) if weights else core.read_model(str(path))
                 self.models[graph] = core.compile_model(model, "CPU", config)
             except RuntimeError as exc:
-                raise SiameseError(f"{path}: OpenVINO cannot compile it ({first_line(exc)})") from None
+                raise SiameseError(f"{export.path / name}: OpenVINO cannot compile it ({first_line(exc)})") from None
 
     def run(self, graph, inputs):
         model = self.models[graph]
