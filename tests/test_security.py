@@ -3,6 +3,7 @@ and no name or path from a file or an option reaches outside its folder."""
 
 import io
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -433,3 +434,46 @@ def test_two_exports_of_one_name_at_once_never_both_succeed(small_export, tmp_pa
     assert "is being written by another process" in loser or "exists; pass --force" in loser
     ExportFolder.open(out / "race").check("embedding.onnx")  # the winner's export is whole
     assert sorted(p.name for p in out.iterdir()) == ["race"]
+
+
+def _rewrite_member(path: Path, member_suffix: str, change) -> None:
+    """The torch.save archive at `path` with one member's bytes changed (CRCs written anew)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as old:
+        members = [(info, old.read(info)) for info in old.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as new:
+        for info, data in members:
+            new.writestr(info, change(data) if info.filename.endswith(member_suffix) else data)
+
+
+def test_a_checkpoint_with_zeroed_weight_bytes_is_refused_by_its_crc(tmp_path):
+    """torch.load reads damaged tensor bytes without a word; the archive's CRC-32s catch them."""
+    import zipfile
+
+    from conftest import make_test_checkpoint
+
+    path = make_test_checkpoint(tmp_path / "checkpoint.pt", "contrastive", 16)
+    with zipfile.ZipFile(path) as archive:
+        largest = max(archive.infolist(), key=lambda i: i.file_size)
+        start = largest.header_offset + 30 + len(largest.filename.encode()) + len(largest.extra)
+    with open(path, "r+b") as f:
+        f.seek(start + largest.file_size // 2)
+        f.write(bytes(4096))  # 4 KiB of zeros in the FC layer's weights
+    with pytest.raises(SiameseError, match=rf"{largest.filename} fails its CRC-32 check"):
+        load_checkpoint(path)
+    result = CliRunner().invoke(export_cli.main, ["--checkpoint", str(path), "--out", str(tmp_path / "exports")])
+    assert result.exit_code == ERROR and "fails its CRC-32 check" in result.output and "Traceback" not in result.output
+
+
+def test_a_checkpoint_whose_storage_declares_a_negative_size_is_one_line(tmp_path):
+    from conftest import make_test_checkpoint
+
+    path = make_test_checkpoint(tmp_path / "checkpoint.pt", "contrastive", 16)
+    # the first storage record of data.pkl is ('storage', FloatStorage, '0', 'cpu', numel): numel -> -7
+    record = re.compile(rb"(X\x03\x00\x00\x00cpuq.)(K.|M..|J....)t", re.DOTALL)
+    _rewrite_member(
+        path, "data.pkl", lambda data: record.sub(lambda m: m.group(1) + b"J\xf9\xff\xff\xfft", data, count=1)
+    )
+    with pytest.raises(SiameseError, match=r"not a readable checkpoint \(\w+Error"):
+        load_checkpoint(path)

@@ -164,13 +164,23 @@ def load_checkpoint(path: Path, map_location="cpu") -> Checkpoint:
     if not zipfile.is_zipfile(path):
         raise SiameseError(f"{path}: not a readable checkpoint (not a torch.save archive)")
     try:
-        raw = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as f:
+            # torch.load does not check the archive's CRC-32s: damaged bytes would load as weights
+            damaged = zipfile.ZipFile(f).testzip()
+            if damaged is not None:
+                raise SiameseError(
+                    f"{path}: damaged: {damaged} fails its CRC-32 check (a disk or copy error); "
+                    "use another copy, or train again"
+                )
+            f.seek(0)
+            raw = torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         what = f"it names {found.group(1)}" if found else "it holds objects that only unpickling code could build"
         raise SiameseError(f"{path}: refused to load: {what}; checkpoints hold only tensors and plain values") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise SiameseError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError, zipfile.BadZipFile) as exc:
+        # what a damaged or crafted archive raises: a negative storage size is a TypeError
+        raise SiameseError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
     return Checkpoint.from_dict(raw, str(path))
 
 
