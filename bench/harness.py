@@ -33,9 +33,9 @@ from siamese.artifacts.folder import ExportFolder, ExportPolicy, newest_export
 from siamese.backends import REFERENCE, RUNTIMES, RunnerSpec
 from siamese.backends.triton.client import TritonClient
 from siamese.core.errors import SiameseError, die_with_parent, first_line
-from siamese.core.files import write_json
+from siamese.core.files import check_writable, read_limited, write_json
 from siamese.core.model import flops_per_image
-from siamese.core.params import FiniteFloat, IntList, OutputFile, option
+from siamese.core.params import FiniteFloat, IntList, OutputFile, Threads, option
 from siamese.data.lfw import default_pairs
 from siamese.parity.inputs import (
     BATCH,
@@ -66,15 +66,15 @@ class BenchConfig:
         help="comma-separated batch sizes (pairs), e.g. 1,8,64", type=IntList(), flag="--batch", factory=lambda: [64]
     )
     timing: TimingConfig = field(default_factory=TimingConfig)
-    threads: int | None = option(None, "CPU threads (torch and ONNX Runtime)", click.IntRange(min=1))
+    threads: int | None = option(None, "CPU threads (torch and ONNX Runtime)", Threads)
     flush_denormal: bool = option(False, "PyTorch CPU: flush denormal floats to zero (see README)")
     pairs: Path | None = option(
         None,
         "labelled pair file for parity; default the LFW test split of $SIAMESE_LFW or the cache",
         click.Path(path_type=Path, exists=True, dir_okay=False),
     )
-    parity_pairs: int = option(64, "labelled pairs parity runs on", click.IntRange(min=0))
-    random_pairs: int = option(16, "seeded random pairs parity runs on", click.IntRange(min=0))
+    parity_pairs: int = option(64, "labelled pairs parity runs on", click.IntRange(0, 100_000))
+    random_pairs: int = option(16, "seeded random pairs parity runs on", click.IntRange(0, 100_000))
     tolerances: dict[str, float] = option(
         help="override the precision's tolerance: atol=, rtol= or accuracy_delta= (repeatable)",
         flag="--tolerance",
@@ -110,7 +110,7 @@ class BenchConfig:
         metavar="URL",
     )
     concurrency: list[int] = option(
-        help="served runtimes: concurrent clients, e.g. 1,4,16", type=IntList(), factory=lambda: [1]
+        help="served runtimes: concurrent clients, e.g. 1,4,16", type=IntList(1024), factory=lambda: [1]
     )
 
 
@@ -341,10 +341,17 @@ def _safe_unavailable(runner, export) -> str | None:
 def main(cfg: BenchConfig, echo=print, log=print) -> BenchResult:
     """Benchmark, print the table, write the JSON and report, then fail (SiameseError) if any
     runtime failed or, with a baseline, regressed beyond the measured noise."""
+    # every output's folder is proven writable before minutes of benchmarking
+    for folder in [p.parent for p in (cfg.json_path, cfg.save_inputs) if p] + (
+        [cfg.report_dir] if cfg.report_dir else []
+    ):
+        check_writable(folder)
     baseline = None
     if cfg.baseline:
         try:
-            baseline = BenchResult.from_dict(json.loads(Path(cfg.baseline).read_text()), str(cfg.baseline))
+            baseline = BenchResult.from_dict(
+                json.loads(read_limited(cfg.baseline, "benchmark result")), str(cfg.baseline)
+            )
         except (OSError, json.JSONDecodeError) as exc:
             raise SiameseError(f"{cfg.baseline}: unreadable baseline ({exc})") from None
     result = run_benchmark(cfg, log)

@@ -153,5 +153,5 @@ class BenchResult:
                 peaks={k: Peak(**v) for k, v in d.get("peaks", {}).items()},
                 runtimes=[RuntimeResult.from_dict(r) for r in d["runtimes"]],
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a JSON of another shape
             raise SiameseError(f"{source}: malformed benchmark result ({type(exc).__name__}: {exc})") from None

@@ -20,12 +20,12 @@ from siamese.core.params import FiniteFloat, option
 
 @dataclass
 class TimingConfig:
-    warmup: int = option(3, "warm-up iterations (at least)", click.IntRange(min=0))
-    warmup_seconds: float = option(1.0, "warm-up duration (at least)", FiniteFloat(min=0))
+    warmup: int = option(3, "warm-up iterations (at least)", click.IntRange(0, 1_000_000))
+    warmup_seconds: float = option(1.0, "warm-up duration (at least)", FiniteFloat(0, 3600))
     # a fixed count per repeat, or else as many as fit in `duration` seconds, over all repeats
-    iterations: int | None = option(None, "timed iterations per repeat", click.IntRange(min=1))
-    duration: float = option(3.0, "seconds of timed calls per runtime and batch", FiniteFloat(min=0))
-    repeats: int = option(3, "timing repeats; their spread is the noise", click.IntRange(min=1))
+    iterations: int | None = option(None, "timed iterations per repeat", click.IntRange(1, 10_000_000))
+    duration: float = option(3.0, "seconds of timed calls per runtime and batch", FiniteFloat(0, 3600))
+    repeats: int = option(3, "timing repeats; their spread is the noise", click.IntRange(1, 1000))
     min_iterations: int = 3  # per repeat
 
 

@@ -29,6 +29,8 @@ def edited(checkpoint, tmp_path, edit):
         (["--verify-pairs", "0"], "Invalid value for '--verify-pairs'", USAGE),
         (["--dtype", "bf16", "--format", "onnx"], "ONNX opset 18 has no bfloat16 convolution", ERROR),
         (["--name", "a/b"], "'a/b' is not a plain name", USAGE),
+        (["--triton-max-batch", "2147483648"], "Invalid value for '--triton-max-batch'", USAGE),
+        (["--verify-pairs", str(10**9)], "Invalid value for '--verify-pairs'", USAGE),
     ],
 )
 def test_bad_options(checkpoint, tmp_path, args, message, code):

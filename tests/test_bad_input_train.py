@@ -40,6 +40,10 @@ def finished(tmp_path_factory):
         ("--variant", "triplet", "Invalid value for '--variant'"),
         ("--negatives", "some", "Invalid value for '--negatives'"),
         ("--identities-per-batch", "1", "Invalid value for '--identities-per-batch'"),
+        ("--seed", str(2**64), "Invalid value for '--seed'"),
+        ("--val-pairs", str(10**10), "Invalid value for '--val-pairs'"),
+        ("--epochs", str(10**9), "Invalid value for '--epochs'"),
+        ("--batch-size", "2147483648", "Invalid value for '--batch-size'"),
     ],
 )
 def test_bad_option_values_fail_at_parse_time(tmp_path, option, value, message):

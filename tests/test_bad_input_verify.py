@@ -19,6 +19,7 @@ from siamese.cli import verify as verify_cli
         (["--batch", "0", "a.png", "b.png"], "Invalid value for '--batch'"),
         (["--output", "out.txt", "--pairs", "p.txt"], "'out.txt': write it as .csv or .json"),
         (["--output", "out.csv", "a.png", "b.png"], "--output writes the results of a --pairs list"),
+        (["--batch", str(10**6), "a.png", "b.png"], "Invalid value for '--batch'"),
     ],
 )
 def test_bad_usage(tmp_path, args, message):
@@ -120,3 +121,34 @@ def test_weights_of_another_shape_are_refused_in_one_line(contrastive_export, tm
     message = "weights.safetensors: weights do not fit the network|embedding.onnx: ONNX Runtime cannot load it"
     output = assert_refused(verify_cli.main, args, message, ERROR, [tmp_path])
     assert str(copy) in output  # the export's file is named, not its private copy
+
+
+def test_endless_inputs_are_refused_unread(contrastive_export, tmp_path):
+    """/dev/zero as a pair list or a key: one line at once, not memory growing until MemoryError."""
+    args = ["--export", contrastive_export, "--pairs", "/dev/zero"]
+    assert_refused(verify_cli.main, args, "/dev/zero: larger than the 256 MiB a pair list may hold", ERROR, [tmp_path])
+    args = ["--export", contrastive_export, "--verify-key", "/dev/zero", "a.png", "b.png"]
+    assert_refused(verify_cli.main, args, "/dev/zero: larger than the 1 MiB a signing key may hold", ERROR, [tmp_path])
+
+
+def test_a_long_pair_list_is_compared_in_chunks_from_the_image_embeddings(contrastive_export):
+    """Memory follows the images, not the pairs: 200,000 pairs over 100 images never gather
+    200,000 x 2 feature rows (1.6 GB) at once."""
+    import tracemalloc
+
+    import numpy as np
+
+    from siamese.tasks.verify import Verifier
+
+    verifier = Verifier(contrastive_export)
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((100, 1024)).astype(np.float32)
+    ia, ib = rng.integers(0, 100, 200_000), rng.integers(0, 100, 200_000)
+    tracemalloc.start()
+    score, same = verifier.decide(features, ia, ib)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert score.shape == same.shape == (200_000,)
+    assert peak < 64 << 20, f"peak {peak >> 20} MiB"
+    expected, _ = verifier.decide(features, ia[:5], ib[:5])
+    assert np.allclose(score[:5], expected)

@@ -201,6 +201,9 @@ def test_siamese_serve_refuses_a_folder_that_is_no_export_in_one_line(tmp_path):
 
     result = CliRunner().invoke(serve, ["--export", str(tmp_path), "--http-port", "0"])
     assert result.exit_code == 2 and "--http-port" in result.output  # ports are checked at parse time
+    for option, value in (("--threads", 2**64), ("--max-batch", 2**31)):
+        result = CliRunner().invoke(serve, ["--export", str(tmp_path), option, str(value)])
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
     result = CliRunner().invoke(serve, ["--export", str(tmp_path)])
     assert result.exit_code == 1 and "not an export folder" in result.output
     assert "Traceback" not in result.output

@@ -22,7 +22,7 @@ from pathlib import Path
 from siamese.artifacts.formats import DTYPES, FORMATS, artifact_name
 from siamese.artifacts.records import TrainedOn
 from siamese.core.errors import SiameseError, first_line
-from siamese.core.files import copy_hashed
+from siamese.core.files import copy_hashed, read_limited
 from siamese.core.preprocess import Normalization
 from siamese.core.records import require
 from siamese.core.spec import (
@@ -67,10 +67,7 @@ def path_component(name: str, what: str) -> str:
 
 def read_key(path: Path) -> bytes:
     """A signing key: the raw bytes of a file the user keeps private (e.g. `head -c 32 /dev/urandom`)."""
-    try:
-        key = Path(path).read_bytes()
-    except OSError as exc:
-        raise SiameseError(f"cannot read the signing key {path}: {exc.strerror or exc}") from None
+    key = read_limited(path, "signing key")
     if len(key) < MIN_KEY_BYTES:
         raise SiameseError(f"signing key {path} holds {len(key)} bytes; use at least {MIN_KEY_BYTES} random bytes")
     return key
@@ -82,14 +79,14 @@ def manifest_mac(manifest_bytes: bytes, key: bytes) -> str:
 
 def sign_manifest(folder: Path, key: bytes) -> None:
     """Write the signature of the folder's manifest: the manifest hashes every file, so this signs them all."""
-    mac = manifest_mac((Path(folder) / MANIFEST).read_bytes(), key)
+    mac = manifest_mac(read_limited(Path(folder) / MANIFEST, "manifest"), key)
     (Path(folder) / SIGNATURE).write_text(json.dumps({"algorithm": "hmac-sha256", "mac": mac}) + "\n")
 
 
 def check_signature(folder: Path, manifest_bytes: bytes, key: bytes) -> None:
     file = Path(folder) / SIGNATURE
     try:
-        signature = json.loads(file.read_text())
+        signature = json.loads(read_limited(file, "signature"))
         mac, algorithm = signature["mac"], signature["algorithm"]
     except FileNotFoundError:
         raise SiameseError(f"{folder}: not signed (no {SIGNATURE}), but a key was given to verify it") from None
@@ -208,7 +205,7 @@ class ExportFolder:
         if not (path / MANIFEST).is_file():
             raise SiameseError(f"{path}: not an export folder (no {MANIFEST}); run siamese-export first")
         try:
-            manifest_bytes = (path / MANIFEST).read_bytes()
+            manifest_bytes = read_limited(path / MANIFEST, "manifest")
             if key is not None:
                 check_signature(path, manifest_bytes, key)
             manifest = json.loads(manifest_bytes)
@@ -278,7 +275,7 @@ class ExportFolder:
         copy = self._private_folder() / name
         try:
             copy.parent.mkdir(parents=True, exist_ok=True)
-            size, sha256 = copy_hashed(file, copy)
+            size, sha256 = copy_hashed(file, copy, limit=entry["size"])
         except OSError as exc:
             copy.unlink(missing_ok=True)
             raise SiameseError(f"{file}: cannot read it into a private copy: {exc.strerror or exc}") from None

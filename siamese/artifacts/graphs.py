@@ -20,7 +20,7 @@ from siamese.artifacts.folder import WEIGHTS, ExportFolder
 from siamese.core.errors import SiameseError, first_line
 from siamese.core.model import ModelConfig, SiameseNet, compare_features, to_score
 from siamese.core.preprocess import Normalization
-from siamese.core.spec import FEATURE_DIM, GRAPH_INPUTS, GRAPH_OUTPUTS
+from siamese.core.spec import FEATURE_DIM, GRAPH_INPUTS, GRAPH_OUTPUTS, MAX_BATCH
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 INPUT_NAMES, OUTPUT_NAMES = GRAPH_INPUTS, GRAPH_OUTPUTS
@@ -154,5 +154,5 @@ def example_inputs(graph: str, image_size: int, batch: int = 2) -> tuple[torch.T
 
 
 def dynamic_batch(graph: str) -> dict:
-    batch = torch.export.Dim("batch", min=1, max=65536)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     return {name: {0: batch} for name in INPUT_NAMES[graph]}

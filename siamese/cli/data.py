@@ -16,7 +16,7 @@ def main():
 
 @main.command()
 @click.option("--dest", type=click.Path(path_type=Path), default=Path("cache") / "lfw", show_default=True)
-@click.option("--retries", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--retries", type=click.IntRange(1, 100), default=3, show_default=True)
 @user_errors
 def fetch(dest, retries):
     """Download LFW (funneled images and the official pair files) from the public figshare mirror."""

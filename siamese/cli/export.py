@@ -10,6 +10,7 @@ from siamese.artifacts.folder import path_component, read_key
 from siamese.artifacts.formats import DTYPES, FORMATS
 from siamese.cli.options import sign_key_option
 from siamese.core.errors import SiameseError, user_errors
+from siamese.core.params import Batch
 
 
 def _plain_name(value: str, param) -> str:
@@ -40,9 +41,7 @@ def _plain_name(value: str, param) -> str:
 @click.option(
     "--triton-kind", type=click.Choice(["cpu", "gpu"]), default="cpu", help="where Triton runs the model instances"
 )
-@click.option(
-    "--triton-max-batch", type=click.IntRange(min=1), default=256, help="Triton's max_batch_size for each model"
-)
+@click.option("--triton-max-batch", type=Batch, default=256, help="Triton's max_batch_size for each model")
 @click.option(
     "--dtype",
     type=click.Choice(list(DTYPES)),
@@ -58,7 +57,7 @@ def _plain_name(value: str, param) -> str:
     help="export folder name (one checkpoint only); default <data set>-<variant>-<dtype>",
 )
 @click.option("--force", is_flag=True, help="replace an existing export folder (only the one it names)")
-@click.option("--verify-pairs", type=click.IntRange(min=1), default=32, help="real test pairs compared with eager")
+@click.option("--verify-pairs", type=click.IntRange(1, 100_000), default=32, help="real test pairs compared with eager")
 @sign_key_option
 @user_errors
 def main(checkpoints, runs, fmt, triton_kind, triton_max_batch, dtype, out, name, force, verify_pairs, sign_key):

@@ -8,6 +8,7 @@ from siamese.artifacts.folder import ExportPolicy
 from siamese.backends import RUNTIMES
 from siamese.cli.options import export_dir_option, policy_options
 from siamese.core.errors import user_errors
+from siamese.core.params import Batch, Threads
 
 
 @click.command(context_settings={"show_default": True})
@@ -17,8 +18,8 @@ from siamese.core.errors import user_errors
 @click.option("--http-port", type=click.IntRange(1, 65535), default=8000)
 @click.option("--grpc-port", type=click.IntRange(1, 65535), default=8001)
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=8002)
-@click.option("--max-batch", type=click.IntRange(min=1), default=64, help="largest batch Triton forms per model")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="intra-op threads of the runtime")
+@click.option("--max-batch", type=Batch, default=64, help="largest batch Triton forms per model")
+@click.option("--threads", type=Threads, default=None, help="intra-op threads of the runtime")
 @policy_options
 @user_errors
 def main(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batch, threads, trust_export, verify_key):

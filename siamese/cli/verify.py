@@ -11,7 +11,7 @@ from siamese.artifacts.folder import ExportPolicy
 from siamese.backends import RUNTIMES
 from siamese.cli.options import export_dir_option, policy_options
 from siamese.core.errors import user_errors
-from siamese.core.params import OutputFile
+from siamese.core.params import Batch, OutputFile
 
 
 @click.command(context_settings={"show_default": True})
@@ -33,7 +33,7 @@ from siamese.core.params import OutputFile
     help="image root for --pairs; default the LFW images next to the pair file, else its folder",
 )
 @click.option("--output", type=OutputFile(".csv", ".json"), default=None, help="write results to .csv or .json")
-@click.option("--batch", type=click.IntRange(min=1), default=64)
+@click.option("--batch", type=Batch, default=64)
 @policy_options
 @user_errors
 def main(images, export_dir, runtime, pairs_file, image_root, output, batch, trust_export, verify_key):

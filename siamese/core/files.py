@@ -28,14 +28,43 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def copy_hashed(source: Path, target: Path, chunk: int = 1 << 20) -> tuple[int, str]:
+# what a file of each kind the tools read may hold; anything larger is refused unread, so that a
+# wrong path (/dev/zero, a disk image) fails at once instead of filling memory
+MAX_READ_BYTES = {
+    "pair list": 256 << 20,  # a million pairs of long names
+    "signing key": 1 << 20,
+    "manifest": 16 << 20,
+    "signature": 1 << 20,
+    "benchmark result": 64 << 20,
+}
+
+
+def read_limited(path: Path, kind: str) -> bytes:
+    """The bytes of `path`, a file of `kind` (MAX_READ_BYTES), or a one-line error if it is larger
+    or unreadable. Reads at most one byte past the limit, whatever the file is."""
+    limit = MAX_READ_BYTES[kind]
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise SiameseError(f"{kind} not found: {path}") from None
+    except IsADirectoryError:
+        raise SiameseError(f"{path}: is a folder, not a {kind}") from None
+    except OSError as exc:
+        raise SiameseError(f"cannot read the {kind} {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise SiameseError(f"{path}: larger than the {limit >> 20} MiB a {kind} may hold; is it the right file?")
+    return data
+
+
+def copy_hashed(source: Path, target: Path, limit: int, chunk: int = 1 << 20) -> tuple[int, str]:
     """Copy `source` (never through a link) to a new file `target`, returning the size and the
     sha256 of exactly the bytes written: the copy is what was hashed, whatever happens to
-    `source` meanwhile."""
+    `source` meanwhile. Stops one chunk past `limit` bytes (the size is then wrong anyway)."""
     h, size = hashlib.sha256(), 0
     fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     with open(fd, "rb") as src, open(target, "xb") as dst:
-        while block := src.read(chunk):
+        while size <= limit and (block := src.read(chunk)):
             h.update(block)
             dst.write(block)
             size += len(block)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from siamese.core.errors import SiameseError, SiameseWarning
+from siamese.core.files import read_limited
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,8 @@ def read_pairs(path: str | Path, labels_required: bool = True) -> list[Pair]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SiameseError(f"pair file not found: {path}") from None
-    except IsADirectoryError:
-        raise SiameseError(f"{path}: is a folder, not a pair file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_limited(path, "pair list").decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise SiameseError(f"cannot read pair file {path}: {exc}") from None
     return parse_pairs(text, str(path), labels_required)
 

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import click
 
-from siamese.core.spec import image_size_problem
+from siamese.core.spec import MAX_BATCH, image_size_problem
+
+# Every number an option takes is bounded where it is parsed: a value beyond a C int, or one that
+# would allocate gigabytes, is a usage error, not a crash minutes later.
+MAX_THREADS = 1024
+Threads = click.IntRange(1, MAX_THREADS)
+Batch = click.IntRange(1, MAX_BATCH)  # images or pairs per runtime call
+Seed = click.IntRange(0, 2**32 - 1)  # what torch, numpy and Python's random all take
 
 
 class FiniteFloat(click.FloatRange):
@@ -57,6 +64,9 @@ class Device(click.ParamType):
 class IntList(click.ParamType):
     name = "N[,N...]"
 
+    def __init__(self, maximum: int = MAX_BATCH):
+        self.maximum = maximum
+
     def convert(self, value, param, ctx):
         if isinstance(value, list):
             return value
@@ -66,6 +76,8 @@ class IntList(click.ParamType):
             self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
         if not values or min(values) < 1:
             self.fail(f"{value!r}: give at least one positive integer", param, ctx)
+        if max(values) > self.maximum:
+            self.fail(f"{value!r}: {max(values)} is above the largest value, {self.maximum}", param, ctx)
         return values
 
 

@@ -14,6 +14,7 @@ FEATURE_DIM = 1024  # the embedding network's output
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, IMAGE_SIZE_STEP = 8, 1024, 8
 
 
+MAX_BATCH = 65536  # the largest batch every export's dynamic batch dimension takes
 # the tensors of each deployable graph, by name, as every export format and server has them
 GRAPH_INPUTS = {"embedding": ["images"], "pair": ["image_a", "image_b"], "compare": ["features_a", "features_b"]}
 GRAPH_OUTPUTS = {"embedding": ["features"], "pair": ["score", "same"], "compare": ["score", "same"]}

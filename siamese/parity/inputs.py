@@ -9,12 +9,13 @@ checks an artifact independently of this toolkit.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, first_line
 from siamese.data.lfw import random_pairs, sample_pairs
 from siamese.parity.compare import ParityResult, coarser, compare_runs, tolerance_for
 
@@ -127,7 +128,9 @@ def save_reference(path: Path, inputs: ParityInputs, reference: dict) -> list[Pa
 def load_reference(path: Path) -> tuple[ParityInputs, dict]:
     try:
         data = np.load(path)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a lone .npy array
+            raise ValueError(f"a {type(data).__name__}, not the .npz archive --save-inputs writes")
         inputs = ParityInputs(data["image_a"], data["image_b"], data["labels"], str(data["source"]))
         return inputs, {k[4:]: data[k] for k in data.files if k.startswith("ref_")}
-    except (OSError, KeyError, ValueError) as exc:
-        raise SiameseError(f"{path}: not a saved parity reference ({exc})") from None
+    except (OSError, KeyError, ValueError, IndexError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise SiameseError(f"{path}: not a saved parity reference ({first_line(exc)})") from None

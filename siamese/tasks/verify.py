@@ -86,13 +86,19 @@ class Verifier:
     def embed(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
         return np.concatenate([self.runner.embed(images[i : i + batch]) for i in range(0, len(images), batch)])
 
-    def decide(self, fa: np.ndarray, fb: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        outs = [self.runner.compare(fa[i : i + batch], fb[i : i + batch]) for i in range(0, len(fa), batch)]
+    def decide(self, features: np.ndarray, ia, ib, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """Score and decision of pairs (features[ia[k]], features[ib[k]]), gathered a chunk at a time:
+        memory follows the number of images, not of pairs."""
+        ia, ib = np.asarray(ia), np.asarray(ib)
+        outs = [
+            self.runner.compare(features[ia[i : i + batch]], features[ib[i : i + batch]])
+            for i in range(0, len(ia), batch)
+        ]
         return np.concatenate([o["score"] for o in outs]), np.concatenate([o["same"] for o in outs]).astype(bool)
 
     def verify_files(self, a: Path, b: Path) -> Verdict:
         features = self.embed(self.load_images([Path(a), Path(b)]))
-        score, same = self.decide(features[:1], features[1:])
+        score, same = self.decide(features, [0], [1])
         return Verdict(str(a), str(b), float(score[0]), bool(same[0]))
 
     def verify_pairs(self, pairs: list[Pair], image_root: Path, batch: int = 64) -> list[Verdict]:
@@ -103,7 +109,7 @@ class Verifier:
         features = np.concatenate([self.embed(images, batch) for images in self.decoded(batches)])
         ia = np.array([row[p.a] for p in pairs])
         ib = np.array([row[p.b] for p in pairs])
-        score, same = self.decide(features[ia], features[ib])
+        score, same = self.decide(features, ia, ib)
         return [
             Verdict(p.a, p.b, float(s), bool(d), None if p.same < 0 else p.same)
             for p, s, d in zip(pairs, score, same, strict=True)

@@ -14,7 +14,8 @@ import click
 
 from siamese.core.files import DEFAULT_CACHE
 from siamese.core.model import HEADS, NEGATIVES
-from siamese.core.params import Device, FiniteFloat, ImageSize, option
+from siamese.core.params import Device, FiniteFloat, ImageSize, Seed, option
+from siamese.core.spec import MAX_BATCH
 
 # chosen on validation (README, recipe search): hardest negatives help the contrastive loss
 # and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
@@ -55,7 +56,7 @@ class TrainConfig:
         "default: "
         + ", ".join(f"{n} for {v}" for v, n in VARIANT_EPOCHS.items())
         + " (what fits 2 hours on a 2-core CPU)",
-        click.IntRange(min=1),
+        click.IntRange(1, 10_000),
     )
     sampling: str = option(
         "identity",
@@ -63,15 +64,15 @@ class TrainConfig:
         click.Choice(["identity", "pairs"]),
     )
     # P: groups of one person's images; a batch holds about 60 images
-    identities_per_batch: int = option(24, "P (identity sampling)", click.IntRange(min=2))
-    images_per_identity: int = option(4, "K (identity sampling)", click.IntRange(min=2))
+    identities_per_batch: int = option(24, "P (identity sampling)", click.IntRange(2, 4096))
+    images_per_identity: int = option(4, "K (identity sampling)", click.IntRange(2, 4096))
     negatives: str | None = option(
         None,
         "identity sampling: every different-person pair, or the hardest ones (as many as same pairs); "
         "default: hard for contrastive, all for bce (chosen on validation)",
         click.Choice(NEGATIVES),
     )
-    batch_size: int = option(32, "pairs per step (pair sampling)", click.IntRange(min=2))
+    batch_size: int = option(32, "pairs per step (pair sampling)", click.IntRange(2, MAX_BATCH))
     lr: float = option(3e-4, "peak learning rate (AdamW)", FiniteFloat(min=0, min_open=True))
     warmup: float = option(0.05, "share of the run warming up the LR", FiniteFloat(0, 1, max_open=True))
     schedule: str = option("cosine", "LR after warm-up", click.Choice(["cosine", "constant"]))
@@ -84,16 +85,16 @@ class TrainConfig:
         None,
         "pairs drawn per epoch from training identities; default the training list's size; "
         "0 trains on the training list itself",
-        click.IntRange(min=0),
+        click.IntRange(0, 100_000_000),
     )
-    limit_pairs: int | None = option(None, "use only this many pairs of each list", click.IntRange(min=2))
+    limit_pairs: int | None = option(None, "use only this many pairs of each list", click.IntRange(2, 100_000_000))
     val_identities: float = option(
         0.1,
         "share of training identities (people) held out to choose the threshold on; 0: use the training pairs",
         FiniteFloat(0, 1, max_open=True),
     )
-    val_pairs: int = option(1000, "validation pairs drawn among them", click.IntRange(min=2))
-    seed: int = option(0, "seed of initialisation, sampling and augmentation", click.INT)
+    val_pairs: int = option(1000, "validation pairs drawn among them", click.IntRange(2, 1_000_000))
+    seed: int = option(0, "seed of initialisation, sampling and augmentation", Seed)
     device: str = option("auto", "auto (CUDA if present), cpu, cuda, cuda:1, ...", Device())
     # bf16 is the fastest correct mode measured where the device computes it natively (README)
     amp: str = option(
