@@ -15,7 +15,7 @@ from bench.cli import main as bench_cli
         (["--runtimes", "tflite"], "unknown runtime"),
         (["--runtimes", ","], "unknown runtime"),
         (["--duration", "nan"], "'nan' is not a finite number"),
-        (["--duration", "inf"], "'inf' is not a finite number"),
+        (["--duration", "inf"], "Invalid value for '--duration'"),
         (["--warmup-seconds", "-1"], "Invalid value for '--warmup-seconds'"),
         (["--regression-threshold", "nan"], "not a finite number"),
         (["--repeats", "0"], "Invalid value for '--repeats'"),
