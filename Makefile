@@ -12,18 +12,26 @@ NPROC ?= 1
 # NPROC > 1: one process per GPU (NCCL) or per share of the CPU cores (gloo), under torchrun
 TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/siamese-train,$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m siamese.cli.train)
 
-.PHONY: install train export bench test lint clean
+.PHONY: install train export bench test lint clean clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
-install: $(BIN)/python
+# installed once: again only when pyproject.toml or this Makefile change (or after `make clean-venv`)
+STAMP := $(VENV)/.installed-$(ORT)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
+	@# onnxruntime and onnxruntime-gpu install the same module: never both
+	$(BIN)/pip uninstall -y -q $(if $(filter gpu,$(ORT)),onnxruntime,onnxruntime-gpu) 2>/dev/null || true
 	$(BIN)/pip install "$(TORCH)"
 	$(BIN)/pip install -e ".[$(ORT),openvino,serve,dev]"
+	rm -f $(VENV)/.installed-* && touch $@
 
 train: install
-	$(TRAIN) --variant both --head diff-prod $(ARGS)
+	$(TRAIN) $(ARGS)
 
 export: install
 	$(BIN)/siamese-export --format all $(ARGS)
@@ -37,6 +45,9 @@ test: install
 lint: install
 	$(BIN)/ruff check siamese bench tests
 	$(BIN)/ruff format --check siamese bench tests
+
+clean-venv:
+	rm -rf $(VENV)
 
 clean:
 	rm -rf runs cache .pytest_cache .ruff_cache .benchmarks

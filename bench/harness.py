@@ -28,8 +28,8 @@ from bench.params import NameList, tolerances
 from bench.report import header, regressions, table, write_report
 from bench.result import BenchedExport, BenchResult, Peak, RuntimeResult
 from bench.timing import TimingConfig, measure, peak_gflops, summarize
-from siamese.artifacts.checkpoint import newest_checkpoints, untrained_checkpoint
-from siamese.artifacts.folder import ExportFolder, ExportPolicy, newest_export
+from siamese.artifacts.checkpoint import untrained_checkpoint
+from siamese.artifacts.folder import ExportFolder, ExportPolicy, default_export
 from siamese.backends import REFERENCE, RUNTIMES, RunnerSpec
 from siamese.backends.triton.client import TritonClient
 from siamese.core.errors import SiameseError, die_with_parent, first_line
@@ -90,6 +90,9 @@ class BenchConfig:
     load_reference: Path | None = option(None, "a --save-inputs .npz", click.Path(path_type=Path, exists=True))
     timing_enabled: bool = option(True, "time the runtimes (--no-timing: parity only)", flag="--timing/--no-timing")
     isolate: bool = option(False, "run every runtime in its own child process")
+    untrained: bool = option(
+        False, "without --export: export and benchmark a network of random weights (timing only; said everywhere)"
+    )
     exports_root: Path = Path("exports")
     runs_root: Path = Path("runs")
     json_path: Path | None = option(None, "write the result as JSON", OutputFile(".json"), flag="--json")
@@ -115,29 +118,16 @@ class BenchConfig:
 
 
 def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
-    """The export to benchmark and how its weights were obtained.
-
-    Given, or the newest under exports/, or the newest checkpoint exported now, or (clearly
-    labelled) an untrained network exported now.
-    """
+    """The export to benchmark and how its weights were obtained: the one given, else the
+    default export (siamese.artifacts.folder.default_export), else an error naming the commands
+    to run; an untrained network only when asked for (`--untrained`), and labelled so."""
     from siamese.tasks.export import export_checkpoint
 
-    own = ExportPolicy(trust_code=True, key=cfg.policy.key)  # what this process exports from a weights-only checkpoint
     if cfg.export:
         return ExportFolder.open(cfg.export, cfg.policy), "given export"
-    try:
-        return ExportFolder.open(newest_export(cfg.exports_root), cfg.policy), "newest export"
-    except SiameseError:
-        pass
-    checkpoints = newest_checkpoints(cfg.runs_root)
-    if checkpoints:
-        path = next(iter(checkpoints.values()))
-        log(f"no export found: exporting the newest checkpoint {path}")
-        dest, _ = export_checkpoint(
-            path, cfg.exports_root, formats=("onnx", "torchscript", "pt2"), log=log, key=cfg.policy.key
-        )
-        return ExportFolder.open(dest, own), "newest checkpoint, exported now"
-    log("NO EXPORT AND NO CHECKPOINT: benchmarking an UNTRAINED network (random weights)")
+    if not cfg.untrained:
+        return ExportFolder.open(default_export(cfg.exports_root), cfg.policy), "default export"
+    log("--untrained: benchmarking an UNTRAINED network (random weights): timing only, its answers mean nothing")
     ckpt = untrained_checkpoint(cfg.runs_root / "untrained" / "contrastive" / "checkpoint.pt", "contrastive")
     dest, _ = export_checkpoint(
         ckpt,
@@ -147,8 +137,10 @@ def resolve_export(cfg: BenchConfig, log=print) -> tuple[ExportFolder, str]:
         force=True,
         log=log,
         key=cfg.policy.key,
+        untrained=True,
     )
-    return ExportFolder.open(dest, own), "UNTRAINED random weights"
+    # what this process has just exported from a weights-only checkpoint
+    return ExportFolder.open(dest, ExportPolicy(trust_code=True, key=cfg.policy.key)), "UNTRAINED random weights"
 
 
 def _tiled(inputs: ParityInputs, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -302,8 +294,8 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
         machine=machine_info(cfg.threads),
         export=BenchedExport(
             path=str(export.path),
-            weights=weights,
-            variant=export.metadata.variant,
+            weights=weights if export.metadata.training.trained else f"UNTRAINED random weights ({weights})",
+            variant=export.metadata.name,
             dtype=export.metadata.dtype,
             image_size=export.image_size,
             threshold=export.metadata.threshold,

@@ -55,7 +55,9 @@ def small_export(tmp_path_factory):
         if variant not in made:
             tmp = tmp_path_factory.mktemp(f"export-{variant}")
             ckpt = make_test_checkpoint(tmp / "checkpoint.pt", variant, 16)
-            dest, checks = export_checkpoint(ckpt, tmp / "exports", formats=formats, n_pairs=8, log=lambda m: None)
+            dest, checks = export_checkpoint(
+                ckpt, tmp / "exports", formats=formats, n_pairs=8, log=lambda m: None, untrained=True
+            )
             made[variant] = (ckpt, dest, checks)
         return made[variant]
 

@@ -321,7 +321,7 @@ def test_full_size_network_parity_on_real_pairs(tmp_path, lfw_dir):
 
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", 128)
     dest, _ = export_checkpoint(
-        ckpt, tmp_path / "exports", formats=["onnx", "torchscript"], n_pairs=4, log=lambda m: None
+        ckpt, tmp_path / "exports", formats=["onnx", "torchscript"], n_pairs=4, log=lambda m: None, untrained=True
     )
     cfg = BenchConfig(
         export=dest,
@@ -388,3 +388,11 @@ def test_an_isolated_benchmark_ends_with_its_parent(contrastive_export, how):
         parent.kill()
     if how == signal.SIGTERM:
         assert code == 128 + signal.SIGTERM and "Traceback" not in parent.stderr.read()
+
+
+def test_without_an_export_bench_stops_and_names_the_commands(tmp_path):
+    """No silent fallback: random weights are benchmarked only with --untrained, and said so."""
+    cfg = BenchConfig(exports_root=tmp_path / "exports", runs_root=tmp_path / "runs", runtimes=["ort-cpu"])
+    with pytest.raises(SiameseError, match=r"no export under .*make train, then siamese-export --format onnx"):
+        run_benchmark(cfg, log=lambda m: None)
+    assert not (tmp_path / "exports").exists() and not (tmp_path / "runs").exists()

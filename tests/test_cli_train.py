@@ -55,9 +55,13 @@ def test_train_writes_checkpoint_metrics_roc_and_summary(trained, variant):
     assert ckpt.normalization.mean == (0.5, 0.5, 0.5) and ckpt.variant == variant
     assert ckpt.optimizer and ckpt.rng and ckpt.config["variant"] == variant
     assert ckpt.config["negatives"] == {"bce": "all", "contrastive": "hard"}[variant]  # each variant's own
-    head = "concat" if variant == "bce" else "-"
-    assert "SYNTHETIC" in result.output and f"| synthetic | {variant} | {head} | 2 |" in result.output
-    assert summary["head"] == "concat" and summary["threshold_on"] == "validation pairs"
+    head = "diff-prod" if variant == "bce" else "-"  # the bare default trains the comparing head
+    assert (
+        "synthetic face set (--synthetic)" in result.output
+        and f"| synthetic | {variant} | {head} | 2 |" in result.output
+    )
+    assert summary["head"] == ("diff-prod" if variant == "bce" else "concat")
+    assert summary["threshold_on"] == "validation pairs"
     assert 0 <= summary["val_accuracy"] <= 1 and "held out" in summary["data"]["validation"]
 
 
@@ -181,13 +185,15 @@ def test_fetch_checks_sha256_and_keeps_nothing_bad(tmp_path):
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["pairs.txt"]
 
 
-def test_without_lfw_training_falls_back_to_synthetic_loudly(monkeypatch, capsys):
+def test_without_lfw_training_stops_and_names_the_ways_to_get_data(monkeypatch, tmp_path):
+    """No guessed data: the synthetic set is used only when asked for."""
     import siamese.training.run
 
     monkeypatch.setattr(siamese.training.run, "find_lfw", lambda cache: None)
-    dataset = siamese.training.run.load_dataset(TrainConfig(image_size=16))
-    assert dataset.name == "synthetic" and dataset.bank.images.shape[1:] == (16, 16, 3)
-    assert "NO LFW FOUND" in capsys.readouterr().err
+    with pytest.raises(SiameseError, match="no LFW found .*siamese-data fetch, pass --data PATH .*or --synthetic"):
+        siamese.training.run.load_dataset(TrainConfig(image_size=16))
+    result = CliRunner().invoke(train_cli.main, ["--out", str(tmp_path / "runs"), "--image-size", "16"])
+    assert result.exit_code == 1 and "no LFW found" in result.output and not (tmp_path / "runs").exists()
 
 
 def test_the_diff_prod_head_is_trained_exported_and_named_everywhere(tmp_path):
@@ -203,7 +209,7 @@ def test_the_diff_prod_head_is_trained_exported_and_named_everywhere(tmp_path):
     assert json.loads((run / "summary.json").read_text())["head"] == "diff-prod"
     assert load_checkpoint(run / "checkpoint.pt").model_config.head == "diff-prod"
     dest, checks = export_checkpoint(
-        run / "checkpoint.pt", tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None
+        run / "checkpoint.pt", tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None, untrained=True
     )
     assert dest.name == "synthetic-bce-diff-prod-fp32" and all(c.passed for c in checks)
     assert ExportFolder.open(dest).metadata.head == "diff-prod"
@@ -320,3 +326,49 @@ def test_the_default_run_records_the_precision_this_machine_trained_in(tmp_path)
     expected = "bf16" if native_bf16(torch.device("cpu")) else "none"
     assert load_checkpoint(run / "checkpoint.pt").config["amp"] == expected
     assert json.loads((run / "summary.json").read_text())["config"]["amp"] == expected
+
+
+def test_progress_off_a_terminal_is_a_line_per_tenth_of_the_epoch(capsys):
+    from siamese.training.loop import LogProgress
+
+    progress = LogProgress("bce epoch 1", 50, enabled=True, every_s=3600)
+    for done in range(1, 51):
+        progress.update(done, 0.5, done * 60)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 9 and lines[0].startswith("bce epoch 1: 10% (5/50 batches), loss 0.5000")
+    assert all("images/s" in x and "min left" in x for x in lines)
+    quiet = LogProgress("bce epoch 1", 50, enabled=False)
+    quiet.update(25, 0.5, 100)
+    assert capsys.readouterr().err == ""
+
+
+def test_export_sets_the_default_that_verify_and_bench_then_name(trained, tmp_path, monkeypatch):
+    """The user's path: train, export, verify with no --export: the answer names its model."""
+    import shutil
+
+    out, _ = trained
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(out, tmp_path / "runs")
+    exported = CliRunner().invoke(export_cli.main, ["--format", "onnx", "--verify-pairs", "4"])
+    assert exported.exit_code == 0, exported.output
+    summaries = {
+        s["variant"]: s["accuracy"]
+        for s in (json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/*/summary.json"))
+    }
+    best = max(summaries, key=summaries.get)
+    default = (tmp_path / "exports" / "DEFAULT").read_text().strip()
+    assert default == f"synthetic-{'bce-diff-prod' if best == 'bce' else 'contrastive'}-fp32"
+    assert f"default export (used without --export): exports/{default}" in exported.output
+    int8 = CliRunner().invoke(export_cli.main, ["--format", "onnx", "--dtype", "int8", "--verify-pairs", "4"])
+    assert int8.exit_code == 0, int8.output
+    assert (tmp_path / "exports" / "DEFAULT").read_text().strip() == default  # only fp32 exports set it
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.linear_gradient("L").convert("RGB").resize((32, 32)).save(tmp_path / name)
+    verified = CliRunner().invoke(verify_cli.main, ["a.png", "b.png"])
+    assert verified.exit_code == 0, verified.output
+    assert (
+        verified.output.startswith(f"model: exports/{default} (")
+        and "trained on synthetic (2 epochs" in verified.output
+    )

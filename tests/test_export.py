@@ -38,7 +38,9 @@ def loaded(dest, runtime="ort-cpu", graphs=GRAPHS):
 def exported(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     ckpt = make_test_checkpoint(tmp / "checkpoint.pt", request.param, SIZE)
-    dest, checks = export_checkpoint(ckpt, tmp / "exports", formats=FORMATS_HERE, n_pairs=8, log=lambda m: None)
+    dest, checks = export_checkpoint(
+        ckpt, tmp / "exports", formats=FORMATS_HERE, n_pairs=8, log=lambda m: None, untrained=True
+    )
     return ckpt, dest, checks
 
 
@@ -145,7 +147,9 @@ def test_onnx_graphs_keep_their_weights_in_weights_safetensors(tmp_path):
     """An fp32 export stores each tensor once: every ONNX initializer points into the
     safetensors file that the parity reference reads, and no onnx.data is written."""
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "bce", SIZE)
-    dest, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
+    dest, _ = export_checkpoint(
+        ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None, untrained=True
+    )
     weights = (dest / "weights.safetensors").stat().st_size
     assert not (dest / "onnx.data").exists()
     total = sum(f.stat().st_size for f in dest.iterdir())
@@ -164,10 +168,12 @@ def test_onnx_graphs_keep_their_weights_in_weights_safetensors(tmp_path):
 
 def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified(tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
-    fp32, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
+    fp32, _ = export_checkpoint(
+        ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None, untrained=True
+    )
     formats = resolve_formats(["all"], "int8", log=lambda m: None)  # onnx, and openvino where NNCF is
     int8, checks = export_checkpoint(
-        ckpt, tmp_path / "exports", formats=formats, dtype="int8", n_pairs=16, log=lambda m: None
+        ckpt, tmp_path / "exports", formats=formats, dtype="int8", n_pairs=16, log=lambda m: None, untrained=True
     )
     assert int8.name.endswith("-int8") and all(c.passed for c in checks)
     assert {c.artifact.split()[0] for c in checks} == set(formats)  # each format verified by its runner
@@ -206,7 +212,9 @@ def test_onnx_quantization_settings_reach_the_quantizer(tmp_path):
     from siamese.backends.onnx.quantize import calibration_feeds, quantize_onnx
 
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
-    fp32, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None)
+    fp32, _ = export_checkpoint(
+        ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=4, log=lambda m: None, untrained=True
+    )
     images = np.random.default_rng(0).integers(0, 256, (64, SIZE, SIZE, 3), np.uint8)
 
     def quantized(name, **settings):
@@ -233,7 +241,9 @@ def test_onnx_quantization_settings_reach_the_quantizer(tmp_path):
 def test_int8_is_an_onnx_or_openvino_artifact_only(tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
     with pytest.raises(SiameseError, match="INT8 is an ONNX Runtime or OpenVINO"):
-        export_checkpoint(ckpt, tmp_path / "exports", formats=["torchscript"], dtype="int8", log=lambda m: None)
+        export_checkpoint(
+            ckpt, tmp_path / "exports", formats=["torchscript"], dtype="int8", log=lambda m: None, untrained=True
+        )
 
 
 def test_a_disagreeing_artifact_fails_the_export_and_leaves_nothing(tmp_path):
@@ -242,7 +252,9 @@ def test_a_disagreeing_artifact_fails_the_export_and_leaves_nothing(tmp_path):
     with torch.no_grad():
         graphs["embedding"].embedding[0].weight.mul_(1.01)  # the exported model is perturbed by 1%
     with pytest.raises(SiameseError, match=r"failed verification.*onnx embedding\+pair: features: max abs"):
-        export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], graphs=graphs, n_pairs=4, log=lambda m: None)
+        export_checkpoint(
+            ckpt, tmp_path / "exports", formats=["onnx"], graphs=graphs, n_pairs=4, log=lambda m: None, untrained=True
+        )
     assert list((tmp_path / "exports").iterdir()) == []
 
 
@@ -250,7 +262,7 @@ def test_existing_export_needs_force(exported):
     ckpt, dest, _ = exported
     before = (dest / "manifest.json").read_text()
     with pytest.raises(SiameseError, match="exists; pass --force"):
-        export_checkpoint(ckpt, dest.parent, dest.name, formats=["onnx"])
+        export_checkpoint(ckpt, dest.parent, dest.name, formats=["onnx"], untrained=True)
     assert (dest / "manifest.json").read_text() == before
 
 
@@ -328,8 +340,13 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
         ["--pairs", str(pairs), "--images", str(root), "--export", str(dest), "--output", str(out)],
     )
     assert many.exit_code == 0 and "2 pairs" in many.output and "accuracy" in many.output, many.output
-    rows = json.loads(out.read_text())
+    written = json.loads(out.read_text())
+    rows = written["pairs"]
     assert [r["label"] for r in rows] == [1, 0] and {"score", "same"} <= set(rows[0])
+    assert written["model"] == {
+        "source": str(dest), "model": "contrastive", "dtype": "fp32", "trained_on": "untrained", "test_accuracy": None
+    }  # fmt: skip
+    assert "UNTRAINED random weights" in many.output and "UNTRAINED random weights" in one.output
     bad = runner.invoke(verify_cli.main, [str(a), str(tmp_path / "pairs.txt"), "--export", str(dest)])
     assert bad.exit_code == 1 and "cannot decode image" in bad.output and "Traceback" not in bad.output
 
@@ -362,9 +379,11 @@ def test_full_size_network_exports_at_full_size_with_parity(tmp_path, fmt):
 
 def test_force_replaces_an_export_whole(tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
-    first, _ = export_checkpoint(ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=2, log=lambda m: None)
+    first, _ = export_checkpoint(
+        ckpt, tmp_path / "exports", formats=["onnx"], n_pairs=2, log=lambda m: None, untrained=True
+    )
     second, _ = export_checkpoint(
-        ckpt, tmp_path / "exports", formats=["torchscript"], n_pairs=2, force=True, log=lambda m: None
+        ckpt, tmp_path / "exports", formats=["torchscript"], n_pairs=2, force=True, log=lambda m: None, untrained=True
     )
     assert first == second and ExportFolder.open(second).formats() == ["torchscript"]
     assert [p.name for p in (tmp_path / "exports").iterdir()] == [second.name]
@@ -427,3 +446,30 @@ def test_quiet_logger_keeps_only_errors_and_restores_the_level(caplog):
         raise RuntimeError("the quantizer failed")
     assert [r.getMessage() for r in caplog.records] == ["real problem"]
     assert logger.level == logging.INFO  # restored, even though the block raised
+
+
+def test_the_default_export_is_explicit_and_never_untrained(tmp_path, small_export):
+    """Readers take exports/DEFAULT (set by siamese-export for its most accurate fp32 export of
+    trained weights), else the only trained export; several, or only untrained ones: an error."""
+    from siamese.artifacts.folder import default_export, set_default_export
+
+    _, untrained, _ = small_export("contrastive")
+    root = tmp_path / "exports"
+    shutil.copytree(untrained, root / untrained.name)
+    with pytest.raises(SiameseError, match="no export of trained weights .* pass --export DIR"):
+        default_export(root)
+    set_default_export(root, untrained.name)  # asked for by name: used
+    assert default_export(root) == root / untrained.name
+    (root / "DEFAULT").write_text("gone\n")
+    with pytest.raises(SiameseError, match="names 'gone', which is no export"):
+        default_export(root)
+
+
+def test_an_untrained_checkpoint_is_exported_only_when_asked_and_says_so(tmp_path):
+    ckpt = make_test_checkpoint(tmp_path / "c.pt", "contrastive", SIZE)
+    args = ["--checkpoint", str(ckpt), "--out", str(tmp_path / "exports"), "--format", "onnx", "--verify-pairs", "4"]
+    refused = CliRunner().invoke(export_cli.main, args)
+    assert refused.exit_code == 1 and "never finished training" in refused.output and "--untrained" in refused.output
+    done = CliRunner().invoke(export_cli.main, [*args, "--untrained"])
+    assert done.exit_code == 0, done.output
+    assert "default export" not in done.output and not (tmp_path / "exports" / "DEFAULT").exists()

@@ -205,3 +205,14 @@ def test_a_file_size_limit_during_export_is_one_line_and_leaves_nothing(small_ex
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1].endswith(": File too large")
     assert "cannot write the export" in run.stderr and list(out.iterdir()) == []
+
+
+def test_result_files_get_the_permissions_of_any_new_file(tmp_path):
+    """Not mkstemp's private 0600: a result written under umask 022 is 0644 like the rest."""
+    import siamese.core.files
+
+    write_json(tmp_path / "bench.json", {"x": 1})
+    mode = (tmp_path / "bench.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~siamese.core.files._UMASK
+    if siamese.core.files._UMASK == 0o022:
+        assert mode == 0o644

@@ -26,7 +26,9 @@ def fake_format(monkeypatch):
 
 def test_a_new_format_is_exported_verified_and_benchmarked(fake_format, tmp_path):
     ckpt = make_test_checkpoint(tmp_path / "checkpoint.pt", "contrastive", 16)
-    dest, checks = export_checkpoint(ckpt, tmp_path / "exports", formats=[fake_format], n_pairs=4, log=lambda m: None)
+    dest, checks = export_checkpoint(
+        ckpt, tmp_path / "exports", formats=[fake_format], n_pairs=4, log=lambda m: None, untrained=True
+    )
     assert [c.artifact for c in checks] == ["fake embedding+pair", "fake compare"] and all(c.passed for c in checks)
     export = ExportFolder.open(dest)
     assert export.formats() == ["fake"] and export.has("pair.fake.pt")

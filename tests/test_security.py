@@ -344,7 +344,9 @@ def other_weights_export(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("other-weights")
     ckpt = make_test_checkpoint(tmp / "checkpoint.pt", "contrastive", 16, seed=1)
-    dest, _ = export_checkpoint(ckpt, tmp / "exports", formats=writable_formats(), n_pairs=8, log=lambda m: None)
+    dest, _ = export_checkpoint(
+        ckpt, tmp / "exports", formats=writable_formats(), n_pairs=8, log=lambda m: None, untrained=True
+    )
     return dest
 
 

@@ -23,7 +23,9 @@ def repository(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"triton-{request.param}")
     ckpt = make_test_checkpoint(tmp / "checkpoint.pt", request.param, 16)
     serving = ServingConfig(max_batch_size=64, preferred_batch_sizes=(8, 64))
-    dest, _ = export_checkpoint(ckpt, tmp / "exports", formats=("triton",), n_pairs=4, log=print, serving=serving)
+    dest, _ = export_checkpoint(
+        ckpt, tmp / "exports", formats=("triton",), n_pairs=4, log=print, serving=serving, untrained=True
+    )
     return dest
 
 

@@ -39,6 +39,7 @@ MANIFEST = "manifest.json"
 METADATA = "metadata.json"
 SIGNATURE = "manifest.sig"  # HMAC-SHA256 of manifest.json's bytes, with a key the user holds
 MIN_KEY_BYTES = 16
+DEFAULT_MARKER = "DEFAULT"  # in the exports folder: the name of the export readers use without --export
 MAX_WEIGHTS_HEADER = 16 << 20  # a safetensors header of names, shapes and offsets: kilobytes in practice
 UNTRUSTED = (
     "artifacts can run code when loaded (pickled objects or a native library); "
@@ -325,6 +326,12 @@ class ExportFolder:
     def image_size(self) -> int:
         return self.metadata.image_size
 
+    def model_record(self) -> dict:
+        return self.metadata.training.model_record(str(self.path), self.metadata.name, self.metadata.dtype)
+
+    def describe(self) -> str:
+        return self.metadata.training.describe(str(self.path), self.metadata.name, self.metadata.dtype)
+
 
 def onnx_external_files(path: Path) -> list[str]:
     """The files an ONNX graph keeps its external tensors in (the onnx package is loaded only here)."""
@@ -338,9 +345,43 @@ def onnx_external_files(path: Path) -> list[str]:
     return sorted(names)
 
 
-def newest_export(root: Path = Path("exports")) -> Path:
+def default_export(root: Path = Path("exports")) -> Path:
+    """The export a reading command uses without --export: the one `root/DEFAULT` names (each
+    `siamese-export` run names there its most accurate fp32 export of trained weights), else
+    the only export of trained weights under `root`. Never an untrained one, never a guess."""
+    root = Path(root)
+    marker = root / DEFAULT_MARKER
+    if marker.is_file():
+        name = path_component(read_limited(marker, "default marker").decode(errors="replace").strip(), str(marker))
+        if not (root / name / MANIFEST).is_file():
+            raise SiameseError(f"{marker} names {name!r}, which is no export under {root}/: pass --export DIR")
+        return root / name
     # hidden folders are exports being written or replaced (siamese.tasks.export)
-    folders = [p.parent for p in Path(root).glob(f"*/{MANIFEST}") if not p.parent.name.startswith(".")]
+    folders = sorted(p.parent for p in root.glob(f"*/{MANIFEST}") if not p.parent.name.startswith("."))
+    trained = [f for f in folders if _trained(f)]
+    if len(trained) == 1:
+        return trained[0]
     if not folders:
-        raise SiameseError(f"no export found under {root}/; run siamese-export, or pass --export DIR")
-    return max(folders, key=lambda p: (p / MANIFEST).stat().st_mtime)
+        raise SiameseError(
+            f"no export under {root}/: train and export first (make train, then siamese-export --format onnx), "
+            "or pass --export DIR"
+        )
+    names = ", ".join(f.name for f in folders[:6]) + (", ..." if len(folders) > 6 else "")
+    if not trained:
+        raise SiameseError(f"no export of trained weights under {root}/ (only {names}): pass --export DIR to use one")
+    raise SiameseError(f"several exports under {root}/ ({names}) and no {marker}: pass --export DIR")
+
+
+def _trained(folder: Path) -> bool:
+    try:
+        return ExportFolder.open(folder).metadata.training.trained
+    except SiameseError:
+        return False
+
+
+def set_default_export(root: Path, name: str) -> Path:
+    """Make `root/name` the export reading commands use without --export."""
+    from siamese.core.files import write_text
+
+    write_text(Path(root) / DEFAULT_MARKER, path_component(name, "export name") + "\n")
+    return Path(root) / name

@@ -102,6 +102,24 @@ class TrainedOn:
     def trained(self) -> bool:
         return self.epochs > 0
 
+    def model_record(self, where: str, model: str, dtype: str) -> dict:
+        """Which model answers (`where`: its export folder or checkpoint): written beside every
+        answer (verify's --output, eval.json, bench.json)."""
+        return {
+            "source": where,
+            "model": model,
+            "dtype": dtype,
+            "trained_on": self.data_set if self.trained else "untrained",
+            "test_accuracy": self.accuracy,
+        }
+
+    def describe(self, where: str, model: str, dtype: str) -> str:
+        """The one line every command prints before its answers; an untrained model says so."""
+        if not self.trained:
+            return f"model: {where} ({model}, {dtype}): UNTRAINED random weights, its answers mean nothing"
+        accuracy = f", test accuracy {self.accuracy:.4f}" if self.accuracy is not None else ""
+        return f"model: {where} ({model}, {dtype}), trained on {self.data_set} ({self.epochs} epochs{accuracy})"
+
     @classmethod
     def from_dict(cls, d, source: str) -> TrainedOn:
         return from_dict(cls, d, source)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from siamese.core.errors import user_errors
+from siamese.core.files import DEFAULT_CACHE
 
 
 @click.group()
@@ -19,11 +20,30 @@ def main():
 @click.option("--retries", type=click.IntRange(1, 100), default=3, show_default=True)
 @user_errors
 def fetch(dest, retries):
-    """Download LFW (funneled images and the official pair files) from the public figshare mirror."""
+    """Download LFW: the deep-funneled images (from the LFW site) and the official pair files
+    (from the figshare mirror scikit-learn uses), each checked against its published checksum."""
     from siamese.data.fetch import fetch_lfw
 
     path = fetch_lfw(dest, retries=retries)
     click.echo(f"LFW is in {path}; train with: siamese-train --data {path}")
+
+
+@main.command()
+@click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@click.option("--exports", type=click.Path(path_type=Path), default=Path("exports"), show_default=True)
+@user_errors
+def info(cache, exports):
+    """Show the data and the export the tools would use, and where each comes from."""
+    from siamese.artifacts.folder import ExportFolder, default_export
+    from siamese.core.errors import SiameseError
+    from siamese.data.lfw import describe_lfw
+
+    for line in describe_lfw(cache):
+        click.echo(line)
+    try:
+        click.echo(f"default {ExportFolder.open(default_export(exports)).describe()}")
+    except SiameseError as exc:
+        click.echo(f"default export: none ({exc})")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def main(source, pairs_file, image_root, runtime, out, trust_export, verify_key)
     policy = ExportPolicy.from_options(trust_export, verify_key)
     r = run_evaluation(source, pairs_file, image_root, runtime, out, policy)
     far = ", ".join(f"TAR@FAR {k} {v:.4f}" for k, v in r.tar_at_far.items())
+    click.echo(r.described)
     click.echo(
         f"{r.variant} on {r.n_pairs} pairs of {pairs_file.name}: accuracy {r.accuracy:.4f} at the stored threshold "
         f"{r.threshold:.4g} (best possible {r.best_accuracy:.4f} at {r.best_threshold:.4g}); AUC {r.auc:.4f}, "

@@ -58,9 +58,16 @@ def _plain_name(value: str, param) -> str:
 )
 @click.option("--force", is_flag=True, help="replace an existing export folder (only the one it names)")
 @click.option("--verify-pairs", type=click.IntRange(1, 100_000), default=32, help="real test pairs compared with eager")
+@click.option(
+    "--untrained",
+    is_flag=True,
+    help="also export a checkpoint that never finished training (random weights: for tests and timing only)",
+)
 @sign_key_option
 @user_errors
-def main(checkpoints, runs, fmt, triton_kind, triton_max_batch, dtype, out, name, force, verify_pairs, sign_key):
+def main(
+    checkpoints, runs, fmt, triton_kind, triton_max_batch, dtype, out, name, force, verify_pairs, untrained, sign_key
+):
     """Export checkpoints to verified TorchScript, ONNX and torch.export artifacts."""
     from siamese.backends.triton.repository import ServingConfig
     from siamese.tasks.export import export_runs
@@ -68,7 +75,7 @@ def main(checkpoints, runs, fmt, triton_kind, triton_max_batch, dtype, out, name
     key = read_key(sign_key) if sign_key else None
     serving = ServingConfig.up_to(triton_max_batch, kind=triton_kind)
     exported = export_runs(
-        checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, log=click.echo, key=key, serving=serving
+        checkpoints, runs, fmt, dtype, out, name, force, verify_pairs, click.echo, key, serving, untrained
     )
     for dest, checks in exported:
         for check in checks:

@@ -24,14 +24,15 @@ from siamese.core.params import Batch, Threads
 @user_errors
 def main(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batch, threads, trust_export, verify_key):
     """Serve an export through Triton Inference Server (PyTriton): HTTP, gRPC, dynamic batching."""
-    from siamese.artifacts.folder import newest_export
+    from siamese.artifacts.folder import default_export
     from siamese.backends.triton.repository import ServingConfig
     from siamese.backends.triton.server import Server, ServerAddress
 
     address = ServerAddress(host, http_port, grpc_port, metrics_port)
     policy = ExportPolicy.from_options(trust_export, verify_key)
-    server = Server(export_dir or newest_export(), runtime, address, ServingConfig.up_to(max_batch), policy, threads)
+    server = Server(export_dir or default_export(), runtime, address, ServingConfig.up_to(max_batch), policy, threads)
     server.start()
+    click.echo(server.export.describe())
     click.echo(f"serving {server.export.path} with {runtime}: HTTP {address.http_url}, gRPC {address.grpc_url}")
     server.serve_forever()
 

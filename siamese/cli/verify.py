@@ -50,6 +50,7 @@ def main(images, export_dir, runtime, pairs_file, image_root, output, batch, tru
     else:
         verifier = Verifier(export_dir, runtime, policy=policy)
         r = verifier.verify_files(*images)
+        click.echo(verifier.folder.describe())
         click.echo(verifier.describe(r.score, r.same))
 
 

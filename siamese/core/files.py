@@ -16,16 +16,22 @@ from pathlib import Path
 
 from siamese.core.errors import SiameseError
 
+# result files get the permissions any new file would (0644 under the usual umask 022), not
+# mkstemp's private 0600; read once, here, because reading the umask means setting it
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 # downloads, extracted archives and engine caches of every tool
 DEFAULT_CACHE = Path(os.environ.get("SIAMESE_CACHE", "cache"))
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return file_digest(path, "sha256")
 
 
 # what a file of each kind the tools read may hold; anything larger is refused unread, so that a
@@ -36,6 +42,7 @@ MAX_READ_BYTES = {
     "manifest": 16 << 20,
     "signature": 1 << 20,
     "benchmark result": 64 << 20,
+    "default marker": 4096,
 }
 
 
@@ -125,6 +132,7 @@ def atomic_write(path: Path, write) -> None:
         write(Path(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())  # on disk before it takes the name: no empty file after a power cut
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

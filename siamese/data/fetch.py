@@ -1,9 +1,11 @@
-"""Download LFW for users who have no copy: the figshare mirror scikit-learn's fetch_lfw_pairs uses.
+"""Download LFW for users who have no copy: the deep-funneled images every figure of this
+project and its preprocessing assume, and the official pair files.
 
-URLs and sha256 checksums are those in scikit-learn's `sklearn/datasets/_lfw.py`. Each file
-is downloaded to a temporary name, checked, then renamed, so the cache never holds a file
-that failed its checksum. The funneled archive is what that mirror carries (this project's
-shared copy is the deep-funneled one; both have the same people, files and pair lists).
+The pair files come from the figshare mirror scikit-learn's fetch_lfw_pairs uses (URLs and
+sha256 checksums from `sklearn/datasets/_lfw.py`); the deep-funneled archive, which that
+mirror does not carry, from the LFW site itself, checked against the MD5 the site publishes.
+Each file is downloaded to a temporary name, checked, then renamed, so the cache never holds
+a file that failed its checksum.
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from siamese.core.errors import SiameseError
-from siamese.core.files import check_writable, sha256_file
+from siamese.core.files import check_writable, file_digest
 
 
 @dataclass(frozen=True)
 class RemoteFile:
     filename: str
     url: str
-    sha256: str
+    digest: str  # hex, of `algorithm`: the checksum its publisher states
+    algorithm: str = "sha256"
+
+    def matches(self, path: Path) -> bool:
+        return file_digest(path, self.algorithm) == self.digest
 
 
 LFW_FILES = (
@@ -46,9 +52,10 @@ LFW_FILES = (
         "ea42330c62c92989f9d7c03237ed5d591365e89b3e649747777b70e692dc1592",
     ),
     RemoteFile(
-        "lfw-funneled.tgz",
-        "https://ndownloader.figshare.com/files/5976015",
-        "b47c8422c8cded889dc5a13418c4bc2abbda121092b3533a83306f90d900100a",
+        "lfw-deepfunneled.tgz",
+        "http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz",
+        "68331da3eb755a505a502b5aacb3c201",
+        "md5",
     ),
 )
 
@@ -64,10 +71,10 @@ def _download(remote: RemoteFile, dest: Path, timeout: float) -> None:
                 while block := response.read(1 << 16):
                     out.write(block)
                     bar.update(len(block))
-        digest = sha256_file(tmp)
-        if digest != remote.sha256:
+        digest = file_digest(tmp, remote.algorithm)
+        if digest != remote.digest:
             raise SiameseError(
-                f"{remote.filename}: checksum mismatch (got {digest[:12]}..., want {remote.sha256[:12]}...)"
+                f"{remote.filename}: {remote.algorithm} mismatch (got {digest[:12]}..., want {remote.digest[:12]}...)"
             )
         os.replace(tmp, dest)
     finally:
@@ -87,11 +94,11 @@ def fetch_lfw(
     timeout: float = 30.0,
     files: tuple[RemoteFile, ...] = LFW_FILES,
 ) -> Path:
-    """Download every LFW file missing from `dest` (checked against its sha256); return `dest`."""
+    """Download every LFW file missing from `dest` (checked against its published checksum); return `dest`."""
     check_writable(dest)
     for remote in files:
         target = dest / remote.filename
-        if target.exists() and sha256_file(target) == remote.sha256:
+        if target.exists() and remote.matches(target):
             continue
         for attempt in range(1, retries + 1):
             try:

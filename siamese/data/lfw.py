@@ -52,6 +52,35 @@ def find_lfw(cache_dir: Path = DEFAULT_CACHE) -> Path | None:
     return None
 
 
+def describe_lfw(cache_dir: Path = DEFAULT_CACHE) -> list[str]:
+    """What `siamese-data info` says: where LFW is looked for, what was found there, and which
+    images and pair files the tools would use (nothing is extracted to find out)."""
+    env = os.environ.get("SIAMESE_LFW")
+    lines = [f"LFW is looked for in: $SIAMESE_LFW ({env or 'unset'}), then {cache_dir / 'lfw'}"]
+    found = find_lfw(cache_dir)
+    if found is None:
+        return [*lines, "no LFW found: run siamese-data fetch, set $SIAMESE_LFW, or pass --data PATH to siamese-train"]
+    lines.append(f"LFW found: {found}")
+    roots, archives = _image_roots(found), _archives(found)
+    if roots:
+        people = [d for d in roots[0].iterdir() if d.is_dir()]
+        images = sum(1 for d in people for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        lines.append(f"  images: {roots[0]} ({images} images of {len(people)} people)")
+    elif archives:
+        lines.append(
+            f"  images: {archives[0]} ({archives[0].stat().st_size / 2**20:.0f} MiB; extracted once, into {cache_dir})"
+        )
+    train, test = _pair_files(found)
+    lines.append(f"  train pairs: {train or 'none'}" + (f" ({_count_lines(train)} lines)" if train else ""))
+    lines.append(f"  test pairs: {test or 'none'}" + (f" ({_count_lines(test)} lines)" if test else ""))
+    return lines
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
 def default_pairs(split: str, cache_dir: Path = DEFAULT_CACHE) -> Path | None:
     """The `split` ("train" or "test") pair file of the LFW copy `find_lfw` finds, or None."""
     folder = find_lfw(cache_dir)

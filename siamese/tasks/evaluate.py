@@ -10,7 +10,7 @@ same and different pairs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 
 from siamese.artifacts.checkpoint import load_checkpoint
 from siamese.artifacts.folder import DEFAULT_POLICY, MANIFEST, ExportPolicy
+from siamese.artifacts.records import TrainedOn
 from siamese.core.errors import SiameseError
 from siamese.core.files import check_writable, write_json, write_png
 from siamese.core.metrics import Verification, best_threshold, decide, roc_curve, verification_metrics
@@ -38,6 +39,8 @@ class Scored:
     higher_is_same: bool
     variant: str
     source: str
+    model: dict = field(default_factory=dict)  # TrainedOn.model_record: which model gave the scores
+    described: str = ""  # and the line that says so
 
 
 @dataclass
@@ -48,6 +51,8 @@ class Evaluation(Verification):
     pairs_file: str = ""
     variant: str = ""
     folds: dict | None = None  # View 2: per-fold accuracy, mean, std
+    model: dict = field(default_factory=dict)
+    described: str = ""
 
 
 def fold_accuracies(scored: Scored) -> dict:
@@ -69,6 +74,8 @@ def metrics(scored: Scored, pairs_file: Path) -> Evaluation:
         pairs_file=str(pairs_file),
         variant=scored.variant,
         folds=fold_accuracies(scored) if multi_fold else None,
+        model=scored.model,
+        described=scored.described,
     )
 
 
@@ -101,6 +108,8 @@ def score_export(folder: Path, pairs, image_root: Path, runtime: str, policy: Ex
         meta.higher_is_same,
         meta.variant,
         f"export {folder} ({runtime})",
+        verifier.folder.model_record(),
+        verifier.folder.describe(),
     )
 
 
@@ -110,6 +119,7 @@ def score_checkpoint(path: Path, pairs, image_root: Path, device: str = "cpu") -
         raise SiameseError(f"{path}: has no decision threshold: training did not finish its evaluation")
     bank = ImageBank.decode(image_root, [k for p in pairs for k in (p.a, p.b)], ckpt.model_config.image_size)
     scores = predict(ckpt.build_model().to(device), bank, PairSet.from_pairs(bank, pairs), torch.device(device))
+    trained = TrainedOn.of(ckpt.summary, ckpt.data_set)
     return Scored(
         scores,
         np.array([p.same == 1 for p in pairs]),
@@ -118,6 +128,8 @@ def score_checkpoint(path: Path, pairs, image_root: Path, device: str = "cpu") -
         ckpt.higher_is_same,
         ckpt.variant,
         f"checkpoint {path}",
+        trained.model_record(str(path), ckpt.model_config.name, "fp32"),
+        trained.describe(str(path), ckpt.model_config.name, "fp32"),
     )
 
 

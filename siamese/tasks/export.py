@@ -27,6 +27,7 @@ from siamese.artifacts.folder import (
     ExportFolder,
     ExportPolicy,
     path_component,
+    set_default_export,
     sign_manifest,
 )
 from siamese.artifacts.formats import GRAPHS, check_dtype, formats_for_all, get_format
@@ -181,8 +182,12 @@ def export_checkpoint(
     log=print,
     key: bytes | None = None,
     serving: ServingConfig | None = None,
+    untrained: bool = False,
 ) -> tuple[Path, list[Check]]:
     """Write, verify and publish one export folder; raise SiameseError if anything disagrees.
+
+    A checkpoint that never finished training (no summary: random or half-trained weights) is
+    exported only with `untrained`, and its metadata then says so to every reader.
 
     `graphs` overrides the modules that are exported (tests use it to plant a wrong model);
     the reference is always the checkpoint's own fp32 eager model, whose weights are also
@@ -200,6 +205,11 @@ def export_checkpoint(
     if name is not None:
         path_component(name, "export name")
     ckpt = load_checkpoint(checkpoint)
+    if ckpt.summary is None and not untrained:
+        raise SiameseError(
+            f"{checkpoint}: holds weights that never finished training (no final evaluation); "
+            "pass --untrained to export them anyway (every answer from them will say so)"
+        )
     name = name or path_component(f"{ckpt.data_set}-{ckpt.model_config.name}-{dtype}", f"{checkpoint}: export name")
     dest = Path(out_root) / name
     # one writer per export name: a second run fails at once and destroys nothing
@@ -297,8 +307,11 @@ def export_runs(
     log=print,
     key: bytes | None = None,
     serving: ServingConfig | None = None,
+    untrained: bool = False,
 ) -> list[tuple[Path, list[Check]]]:
-    """Export the given checkpoints, or the newest finished run of each variant under `runs`."""
+    """Export the given checkpoints, or the newest finished run of each variant under `runs`;
+    then, of those in fp32 with trained weights, the most accurate becomes the default export
+    (what reading commands use without --export)."""
     formats = resolve_formats(formats, dtype, log)
     checkpoints = list(checkpoints) or list(newest_checkpoints(runs).values())
     if not checkpoints:
@@ -306,7 +319,20 @@ def export_runs(
     if name and len(checkpoints) > 1:
         raise SiameseError("--name needs a single --checkpoint")
     check_writable(out_root)
-    return [
-        export_checkpoint(c, out_root, name, formats, dtype, force, n_pairs, log=log, key=key, serving=serving)
+    exported = [
+        export_checkpoint(
+            c, out_root, name, formats, dtype, force, n_pairs, log=log, key=key, serving=serving, untrained=untrained
+        )
         for c in checkpoints
     ]
+    trained = [(t.accuracy or 0.0, dest) for dest, _ in exported if (t := written_training(dest)).trained]
+    if dtype == "fp32" and trained:
+        default = set_default_export(out_root, max(trained)[1].name)
+        log(f"default export (used without --export): {default}")
+    return exported
+
+
+def written_training(dest: Path) -> TrainedOn:
+    """The TrainedOn record of an export this process has just written."""
+    meta = json.loads((dest / METADATA).read_text())
+    return TrainedOn.from_dict(meta["training"], str(dest / METADATA))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamese.artifacts.folder import DEFAULT_POLICY, ExportFolder, ExportPolicy, newest_export
+from siamese.artifacts.folder import DEFAULT_POLICY, ExportFolder, ExportPolicy, default_export
 from siamese.backends import create
 from siamese.core.errors import SiameseError
 from siamese.core.files import atomic_write, check_writable, write_json
@@ -49,7 +49,7 @@ class Verifier:
         threads: int | None = None,
         policy: ExportPolicy = DEFAULT_POLICY,
     ):
-        self.folder = ExportFolder.open(export or newest_export(), policy)
+        self.folder = ExportFolder.open(export or default_export(), policy)
         self.runner = create(runtime, threads)
         reason = self.runner.unavailable(self.folder)
         if reason:
@@ -121,18 +121,20 @@ def accuracy(rows: list[Verdict]) -> float | None:
     return sum(labelled) / len(labelled) if labelled else None
 
 
-def write_results(rows: list[Verdict], path: Path) -> None:
+def write_results(rows: list[Verdict], path: Path, model: dict) -> None:
+    """The verdicts and the model that gave them (ExportFolder.model_record): a JSON object of
+    both, or a CSV whose every row names the model too."""
     if path.suffix.lower() == ".json":
-        write_json(path, [r.to_dict() for r in rows], indent=1)
+        write_json(path, {"model": model, "pairs": [r.to_dict() for r in rows]}, indent=1)
         return
     if path.suffix.lower() != ".csv":
         raise SiameseError(f"{path}: results are written as .csv or .json")
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(Verdict)])
+            writer = csv.DictWriter(f, fieldnames=[f.name for f in fields(Verdict)] + list(model))
             writer.writeheader()
-            writer.writerows(r.to_dict() for r in rows)
+            writer.writerows({**r.to_dict(), **model} for r in rows)
 
     atomic_write(path, write_csv)
 
@@ -168,13 +170,14 @@ def verify_pair_file(
     image_root = check_pair_images(image_root or image_root_for(pairs_file), (k for p in pairs for k in (p.a, p.b)))
     if output is not None:
         check_writable(output.parent)
-    rows = Verifier(export, runtime, policy=policy).verify_pairs(pairs, image_root, batch)
+    verifier = Verifier(export, runtime, policy=policy)
+    rows = verifier.verify_pairs(pairs, image_root, batch)
     if output:
-        write_results(rows, output)
+        write_results(rows, output, verifier.folder.model_record())
     acc = accuracy(rows)
     same = sum(r.same for r in rows)
     return (
-        f"{len(rows)} pairs: {same} same, {len(rows) - same} different"
+        f"{verifier.folder.describe()}\n{len(rows)} pairs: {same} same, {len(rows) - same} different"
         + (f"; accuracy {acc:.4f} on the labels" if acc is not None else "")
         + (f"; results in {output}" if output else "")
     )

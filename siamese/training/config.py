@@ -22,6 +22,7 @@ from siamese.core.spec import MAX_BATCH
 VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
 # what fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
 VARIANT_EPOCHS = {"contrastive": 9, "bce": 8}
+DEFAULT_BCE_HEAD = "diff-prod"  # the spec's concat head cannot compare two faces (training docs)
 PATH = click.Path(path_type=Path)
 # what a run trains with: a resume may change the others (--epochs, --device, --out, ...) freely
 RECIPE = (
@@ -35,10 +36,10 @@ RECIPE = (
 @dataclass
 class TrainConfig:
     variant: str = "bce"  # one run's variant; siamese-train's --variant chooses which runs (or both)
-    head: str = option(
-        "concat",
-        "bce head: the spec's concat (at chance by construction, see README) or diff-prod, "
-        "Linear(concat(|f1 - f2|, f1 * f2))",
+    head: str | None = option(
+        None,
+        "bce head: default diff-prod, Linear(concat(|f1 - f2|, f1 * f2)); concat is the spec's literal "
+        "Linear(concat(f1, f2)), at chance by construction (see the training docs)",
         click.Choice(HEADS),
     )
     data: str | None = option(
@@ -139,10 +140,15 @@ class TrainConfig:
         return self.negatives or VARIANT_NEGATIVES[self.variant]
 
     @property
+    def head_used(self) -> str:
+        return "concat" if self.variant != "bce" else self.head or DEFAULT_BCE_HEAD
+
+    @property
     def epochs_used(self) -> int:
         return self.epochs or VARIANT_EPOCHS[self.variant]
 
     def for_variant(self, variant: str) -> TrainConfig:
         """This configuration for one variant: its own head, negatives and epochs, unless chosen."""
-        run = replace(self, variant=variant, head=self.head if variant == "bce" else "concat")
+        run = replace(self, variant=variant)
+        run = replace(run, head=run.head_used)
         return replace(run, negatives=run.negatives_used, epochs=run.epochs_used)

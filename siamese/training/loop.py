@@ -6,6 +6,7 @@ one epoch (`train_one_epoch`) and the final evaluation (`evaluate`). What a run 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,6 +150,31 @@ def learning_rate(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(rest, 1.0)))
 
 
+class LogProgress:
+    """Off a terminal (a log file, CI), where tqdm's bar is off, a line per tenth of the epoch or
+    per minute, whichever comes first, with the loss, images/s and the time left."""
+
+    def __init__(self, label: str, total: int, enabled: bool, every_s: float = 60.0):
+        self.label, self.total, self.enabled, self.every_s = label, total, enabled, every_s
+        self.start = self.last = time.perf_counter()
+        self.next_share = 0.1
+
+    def update(self, done: int, loss: float, images: int) -> None:
+        now = time.perf_counter()
+        share = done / max(self.total, 1)
+        if not self.enabled or done == self.total or (share < self.next_share and now - self.last < self.every_s):
+            return
+        self.last, self.next_share = now, share + 0.1
+        elapsed = now - self.start
+        left = elapsed / share - elapsed
+        print(
+            f"{self.label}: {share:.0%} ({done}/{self.total} batches), loss {loss:.4f}, "
+            f"{images / elapsed:.1f} images/s, {left / 60:.1f} min left",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def train_one_epoch(
     model: SiameseNet,
     optimizer,
@@ -172,7 +198,9 @@ def train_one_epoch(
     total_loss, seen, images, start = 0.0, 0, 0, time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     quiet = None if world.is_main else True  # None: tqdm's own choice (off when not a terminal)
-    bar = tqdm(batches, desc=f"{model.config.name} epoch {epoch}", unit="batch", leave=False, disable=quiet)
+    label = f"{model.config.name} epoch {epoch}"
+    bar = tqdm(batches, desc=label, unit="batch", leave=False, disable=quiet)
+    progress = LogProgress(label, len(batches), world.is_main and not sys.stderr.isatty())
     for step, batch in enumerate(bar):
         lr = learning_rate(cfg, (epoch - 1 + step / len(batches)) / cfg.epochs_used)
         for group in optimizer.param_groups:
@@ -189,6 +217,7 @@ def train_one_epoch(
         seen += int(n_pairs)
         images += int(n_images)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", images_per_s=f"{images / (time.perf_counter() - start):.1f}")
+        progress.update(step + 1, total_loss / seen, images)
     elapsed = time.perf_counter() - start
     return {
         "epoch": epoch,

@@ -34,15 +34,6 @@ from siamese.training.loop import (
     validate,
 )
 
-SYNTHETIC_BANNER = """
-##############################################################################
-#  NO LFW FOUND: training on the built-in SYNTHETIC face set.                #
-#  Figures from this run describe synthetic faces, not LFW. For real data:   #
-#    siamese-data fetch          (downloads LFW into ./cache/lfw)            #
-#    siamese-train --data PATH   (an LFW folder or .tgz)                     #
-##############################################################################
-"""
-
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -61,8 +52,18 @@ def load_dataset(cfg: TrainConfig) -> Dataset:
 
 
 def data_source(cfg: TrainConfig) -> Path | None:
-    """The LFW folder or archive to train on; None: the synthetic set."""
-    return Path(cfg.data) if cfg.data else (None if cfg.synthetic else find_lfw(Path(cfg.cache)))
+    """The LFW folder or archive to train on; None: the synthetic set, only when asked for."""
+    if cfg.data:
+        return Path(cfg.data)
+    if cfg.synthetic:
+        return None
+    found = find_lfw(Path(cfg.cache))
+    if found is None:
+        raise SiameseError(
+            f"no LFW found ($SIAMESE_LFW is unset, and {Path(cfg.cache) / 'lfw'} holds none): run siamese-data fetch, "
+            "pass --data PATH (an LFW folder or .tgz), or --synthetic for the built-in synthetic faces"
+        )
+    return found
 
 
 def _load_data(cfg: TrainConfig) -> Dataset:
@@ -70,7 +71,7 @@ def _load_data(cfg: TrainConfig) -> Dataset:
 
     data = data_source(cfg)
     if data is None:
-        print(SYNTHETIC_BANNER, file=sys.stderr)
+        print("training on the built-in synthetic face set (--synthetic)", file=sys.stderr)
         return make_synthetic(image_size=cfg.image_size or 32, seed=cfg.seed)
     return load_lfw(
         data,
@@ -99,13 +100,13 @@ def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, t
 
 
 def run_dir(cfg: TrainConfig, dataset_name: str) -> Path:
-    return Path(cfg.out) / dataset_name / ModelConfig(cfg.variant, head=cfg.head).name
+    return Path(cfg.out) / dataset_name / ModelConfig(cfg.variant, head=cfg.head_used).name
 
 
 def check_run(cfg: TrainConfig, dataset_name: str, image_size: int) -> None:
     """Refuse, before any data is decoded, a run that would overwrite a checkpoint, resume a
     different model, or write into a folder it cannot write."""
-    model_config = ModelConfig(cfg.variant, image_size, cfg.margin, cfg.head)
+    model_config = ModelConfig(cfg.variant, image_size, cfg.margin, cfg.head_used)
     ckpt_path = run_dir(cfg, dataset_name) / "checkpoint.pt"
     if ckpt_path.exists() and not cfg.resume:
         raise SiameseError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
@@ -137,7 +138,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     image_size = dataset.bank.images.shape[1]
-    model = SiameseNet(cfg.variant, image_size, cfg.margin, cfg.head).to(device)
+    model = SiameseNet(cfg.variant, image_size, cfg.margin, cfg.head_used).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out = run_dir(cfg, dataset.name)
     ckpt_path = out / "checkpoint.pt"
@@ -155,6 +156,16 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         if changes:
             print(f"recipe changed from epoch {start_epoch}: {describe_changes(changes, 1)}", file=sys.stderr)
 
+    if world.is_main:
+        train_images = sum(len(rows) for rows in dataset.train_identities.values())
+        print(
+            f"training {model.config.name} on {dataset.name} ({dataset.info.get('image_root', 'built-in')}): "
+            f"{train_images} images of {len(dataset.train_identities)} training people, "
+            f"epochs {start_epoch}-{cfg.epochs_used} on {device}, amp {cfg.amp}, compile {cfg.compile}; "
+            f"writing {out}",
+            file=sys.stderr,
+            flush=True,
+        )
     metrics_log = out / "metrics.jsonl"
     if history and world.is_main:
         # the checkpoint's history is the record: a run killed between saving an epoch and
@@ -180,6 +191,13 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         line = stats.line()
         print(line, flush=True)
         append_line(metrics_log, line)
+        left = (cfg.epochs_used - epoch) * stats.epoch_s / 60
+        print(
+            f"{model.config.name}: epoch {epoch}/{cfg.epochs_used} took {stats.epoch_s / 60:.1f} min; "
+            f"about {left:.0f} min of training left",
+            file=sys.stderr,
+            flush=True,
+        )
 
     if not world.is_main:
         return None
@@ -249,7 +267,7 @@ def results_table(summaries: list[TrainingSummary]) -> str:
 
 
 def main(cfg: TrainConfig, variants: list[str]) -> list[TrainingSummary]:
-    if cfg.head != "concat" and "bce" not in variants:
+    if cfg.head not in (None, "concat") and "bce" not in variants:
         raise SiameseError(f"--head {cfg.head} is a bce head; the contrastive variant compares distances")
     world = from_environment()
     locks = contextlib.ExitStack()
