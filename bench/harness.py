@@ -25,7 +25,7 @@ from tqdm import tqdm
 from bench.load import served_load
 from bench.machine import machine_info
 from bench.params import NameList, tolerances
-from bench.report import header, regressions, table, write_report
+from bench.report import header, incomparable, regressions, table, write_report
 from bench.result import BenchedExport, BenchResult, Peak, RuntimeResult
 from bench.timing import TimingConfig, measure, peak_gflops, summarize
 from siamese.artifacts.checkpoint import untrained_checkpoint
@@ -302,6 +302,7 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
             training=export.metadata.training.to_dict(),
             formats=export.formats(),
             signature="verified" if export.key else "not checked",
+            manifest_sha256=export.manifest_sha256,
         ),
         flops_per_pair=flops,
         parity_inputs=inputs.source,
@@ -355,6 +356,8 @@ def main(cfg: BenchConfig, echo=print, log=print) -> BenchResult:
         echo(f"report: {write_report(result, cfg.report_dir)}")
     problems = [f"{r.name} failed: {r.error}" for r in result.failed]
     if baseline is not None:
+        if reasons := incomparable(result, baseline):
+            raise SiameseError(f"{cfg.baseline} cannot be compared with this run: {'; '.join(reasons)}")
         found = regressions(result, baseline, cfg.regression_threshold)
         problems += found
         if not found:

@@ -119,24 +119,56 @@ def plot_result(result: BenchResult, path: Path) -> None:
     write_png(fig, path, dpi=110)
 
 
+def incomparable(result: BenchResult, baseline: BenchResult) -> list[str]:
+    """Why `baseline` cannot judge `result`: another export, machine or thread count, or no batch
+    size in common. A figure from elsewhere is not a regression."""
+    reasons = []
+    if result.export.manifest_sha256 != baseline.export.manifest_sha256:
+        reasons.append(
+            f"another export ({baseline.export.path}, manifest {baseline.export.manifest_sha256[:12] or '?'})"
+        )
+    for what in ("cpu", "cores", "torch_threads"):
+        now, then = getattr(result.machine, what), getattr(baseline.machine, what)
+        if now != then:
+            reasons.append(f"another machine ({what} {then!r}, here {now!r})")
+    if result.settings.get("threads") != baseline.settings.get("threads"):
+        reasons.append(f"other --threads ({baseline.settings.get('threads')}, here {result.settings.get('threads')})")
+    if not set(result.settings.get("batches", [])) & set(baseline.settings.get("batches", [])):
+        reasons.append(f"no batch size in common ({baseline.settings.get('batches')})")
+    return reasons
+
+
+def machine_speed(result: BenchResult, baseline: BenchResult, key: str) -> float:
+    """How fast the machine ran matrix products in `result` against `baseline` (peak GFLOP/s of
+    device-precision `key`, both measured in their own run): 0.5 means half as fast now, say
+    because other work shares the cores. 1 where either run has no such figure."""
+    now, then = result.peaks.get(key), baseline.peaks.get(key)
+    return now.gflops / then.gflops if now and then and then.gflops > 0 else 1.0
+
+
 def regressions(result: BenchResult, baseline: BenchResult, threshold: float = 0.10) -> list[str]:
-    """Runtimes that were ok and now fail, and (runtime, batch) medians slower by more than both
-    `threshold` and the two runs' measured spread, so that noise alone never flags one."""
+    """Runtimes that were ok and now fail, and (runtime, batch) timings slower by more than
+    `threshold` in both the fastest call and the median, after scaling by the machine's own
+    speed in each run (machine_speed): a shared machine slows the runtime and the matrix
+    products alike, while code that got slower is slower against the same machine."""
     base = {(e.name, t.batch): t for e in baseline.runtimes for t in e.timing}
     base_status = {e.name: e.status for e in baseline.runtimes}
     found = []
     for entry in result.runtimes:
         if base_status.get(entry.name) == "ok" and entry.status == "failed":
             found.append(f"{entry.name}: ok in the baseline, fails now")
+        abilities = entry.abilities or {}
+        speed = min(1.0, machine_speed(result, baseline, f"{abilities.get('device')}-{abilities.get('precision')}"))
         for t in entry.timing:
             before = base.get((entry.name, t.batch))
             if before is None:
                 continue
-            limit = max(threshold, before.spread + t.spread)
-            now, then = t.latency_ms["median"], before.latency_ms["median"]
-            if now > then * (1 + limit):
+            slower = {k: t.latency_ms[k] * speed / before.latency_ms[k] - 1 for k in ("min", "median")}
+            if min(slower.values()) > threshold:
+                scaled = f" at {speed:.0%} of the baseline's machine speed" if speed < 1 else ""
                 found.append(
-                    f"{entry.name} batch {t.batch}: median {now:.2f} ms vs {then:.2f} ms "
-                    f"(+{now / then - 1:.0%}, limit +{limit:.0%} = max(threshold, noise of both runs))"
+                    f"{entry.name} batch {t.batch}: fastest call {t.latency_ms['min']:.2f} ms vs "
+                    f"{before.latency_ms['min']:.2f} ms, median {t.latency_ms['median']:.2f} ms vs "
+                    f"{before.latency_ms['median']:.2f} ms (+{slower['median']:.0%}{scaled}); limit +{threshold:.0%}"
                 )
     return found

@@ -107,6 +107,7 @@ class BenchedExport:
     training: dict  # its TrainedOn record (siamese.artifacts.records)
     formats: list
     signature: str  # "verified" or "not checked"
+    manifest_sha256: str = ""  # the export's identity: what --compare checks it is the same export
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 from dataclasses import replace
 
 from siamese.backends.torch.eager import Eager
@@ -33,6 +34,19 @@ class BrokenLoad(Eager):
 
     def load(self, export, graphs, batches=()):
         raise KeyError("initializer 'fc.weight'")
+
+
+class Slowed(Eager):
+    """Eager, with `delay` seconds of sleep in every pair call: code that got slower, on purpose."""
+
+    def __init__(self, delay: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def forward(self, graph, inputs):
+        if graph == "pair":
+            time.sleep(self.delay)
+        return super().forward(graph, inputs)
 
 
 class Scaled(Eager):

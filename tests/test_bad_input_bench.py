@@ -105,4 +105,4 @@ def test_an_unwritable_output_is_refused_before_benchmarking(small_export, tmp_p
 def test_an_endless_pair_list_is_refused_unread(small_export, tmp_path):
     _, dest, _ = small_export("contrastive")
     args = ["--export", dest, "--pairs", "/dev/zero", "--no-timing", "--runtimes", "ort-cpu"]
-    assert_refused(bench_cli, args, "/dev/zero: larger than the 256 MiB a pair list may hold", ERROR, [tmp_path])
+    assert_refused(bench_cli, args, "/dev/zero: larger than the 256 MiB a pair file may hold", ERROR, [tmp_path])

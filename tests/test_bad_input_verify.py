@@ -126,7 +126,7 @@ def test_weights_of_another_shape_are_refused_in_one_line(contrastive_export, tm
 def test_endless_inputs_are_refused_unread(contrastive_export, tmp_path):
     """/dev/zero as a pair list or a key: one line at once, not memory growing until MemoryError."""
     args = ["--export", contrastive_export, "--pairs", "/dev/zero"]
-    assert_refused(verify_cli.main, args, "/dev/zero: larger than the 256 MiB a pair list may hold", ERROR, [tmp_path])
+    assert_refused(verify_cli.main, args, "/dev/zero: larger than the 256 MiB a pair file may hold", ERROR, [tmp_path])
     args = ["--export", contrastive_export, "--verify-key", "/dev/zero", "a.png", "b.png"]
     assert_refused(verify_cli.main, args, "/dev/zero: larger than the 1 MiB a signing key may hold", ERROR, [tmp_path])
 

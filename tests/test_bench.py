@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -220,27 +221,79 @@ def test_polygraphy_checks_the_onnx_artifacts_against_the_saved_reference(result
     assert bad.returncode != 0
 
 
-def _timed(median, spread):
+def _timed(median, fastest):
     from bench.result import RuntimeResult, TimingResult
 
-    t = TimingResult(
-        1, 10, {"median": median, "min": median, "p90": median, "p99": median, "max": median}, spread, 1, 1, None, 1
-    )
-    return RuntimeResult("ort-cpu", "ok", {}, timing=[t])
+    latency = {"median": median, "min": fastest, "p90": median, "p99": median, "max": median}
+    return RuntimeResult("ort-cpu", "ok", {}, timing=[TimingResult(1, 10, latency, 0.05, 1, 1, None, 1)])
 
 
-def test_compare_flags_only_changes_beyond_the_measured_noise(result):
+def test_compare_flags_code_that_got_slower_not_a_loaded_machine(result):
     result, _ = result
     base = BenchResult.from_dict(result.to_dict())
-    base.runtimes = [_timed(10.0, 0.05)]
-    noisy, slower, failing = (BenchResult.from_dict(result.to_dict()) for _ in range(3))
-    noisy.runtimes = [_timed(11.5, 0.30)]  # +15% but the run itself varied by 30%
-    slower.runtimes = [_timed(15.0, 0.05)]  # +50% with 5% noise on both sides
-    failing.runtimes = [_timed(10.0, 0.05)]
+    base.runtimes = [_timed(10.0, 9.0)]
+    loaded, slower, failing = (BenchResult.from_dict(result.to_dict()) for _ in range(3))
+    loaded.runtimes = [_timed(13.0, 9.3)]  # the median stretched by other work, the fastest call not
+    slower.runtimes = [_timed(15.0, 13.5)]  # +50%, fastest call and median alike
+    failing.runtimes = [_timed(10.0, 9.0)]
     failing.runtimes[0].status = "failed"
-    assert regressions(noisy, base, 0.10) == []
-    assert len(found := regressions(slower, base, 0.10)) == 1 and "+50%" in found[0]
+    assert regressions(loaded, base, 0.10) == []
+    assert len(found := regressions(slower, base, 0.10)) == 1 and "(+50%)" in found[0]
     assert "fails now" in regressions(failing, base, 0.10)[0]
+
+
+def test_compare_refuses_a_baseline_of_another_export_machine_threads_or_batches(result):
+    from bench.report import incomparable
+
+    result, _ = result
+    assert incomparable(result, BenchResult.from_dict(result.to_dict())) == []
+    other = BenchResult.from_dict(result.to_dict())
+    other.export.manifest_sha256 = "0" * 64
+    other.machine.cpu = "another CPU"
+    other.settings = {**other.settings, "threads": 7, "batches": [999]}
+    reasons = " | ".join(incomparable(result, other))
+    for expected in (
+        "another export",
+        "another machine (cpu 'another CPU'",
+        "other --threads (7",
+        "no batch size in common",
+    ):
+        assert expected in reasons, reasons
+
+
+@pytest.mark.skipif(os.cpu_count() is None, reason="needs to know the cores to load them")
+def test_repeated_runs_on_a_loaded_machine_flag_nothing_and_a_30_percent_slowdown_always(
+    contrastive_export, monkeypatch
+):
+    """The --compare gate for real: a runtime whose every call sleeps 5 ms (plus its compute) is
+    timed idle as the baseline; three runs with every core busy flag nothing, and three runs
+    30% slower (6.5 ms) are flagged every time."""
+    from bench.timing import TimingConfig
+
+    def run(delay: float) -> BenchResult:
+        monkeypatch.setitem(RUNTIMES, "slowed-cpu", fake("Slowed", delay=delay))
+        timing = TimingConfig(warmup=2, warmup_seconds=0, duration=0.5, repeats=3)
+        cfg = BenchConfig(
+            export=contrastive_export,
+            runtimes=["slowed-cpu"],
+            batches=[1],
+            timing=timing,
+            parity_pairs=0,
+            random_pairs=2,
+        )
+        return run_benchmark(cfg, log=lambda m: None)
+
+    baseline = run(0.005)
+    call_ms = baseline.runtimes[0].timing[0].latency_ms["median"]
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])]  # a shared machine's neighbour
+    try:
+        loaded = [regressions(run(0.005), baseline) for _ in range(3)]
+    finally:
+        for hog in hogs:
+            hog.kill()
+    assert loaded == [[], [], []]
+    slowed = [regressions(run(0.005 + 0.3 * call_ms / 1000), baseline) for _ in range(3)]
+    assert all(len(found) == 1 and "slowed-cpu batch 1" in found[0] for found in slowed), slowed
 
 
 def test_the_design_card_sequence_works_on_an_onnx_only_export(tmp_path):
@@ -253,7 +306,8 @@ def test_the_design_card_sequence_works_on_an_onnx_only_export(tmp_path):
     (ckpt.parent / "summary.json").write_text("{}")
     runner = CliRunner()
     exported = runner.invoke(
-        export_cli.main, ["--runs", str(tmp_path / "runs"), "--format", "onnx", "--out", str(tmp_path / "exports")]
+        export_cli.main,
+        ["--runs", str(tmp_path / "runs"), "--format", "onnx", "--out", str(tmp_path / "exports"), "--untrained"],
     )
     assert exported.exit_code == 0, exported.output
     args = ["--export", str(tmp_path / "exports" / "lfw-contrastive-fp32"), "--batch", "2"]

@@ -86,11 +86,11 @@ def sign_manifest(folder: Path, key: bytes) -> None:
 
 def check_signature(folder: Path, manifest_bytes: bytes, key: bytes) -> None:
     file = Path(folder) / SIGNATURE
+    if not file.is_file():
+        raise SiameseError(f"{folder}: not signed (no {SIGNATURE}), but a key was given to verify it")
     try:
         signature = json.loads(read_limited(file, "signature"))
         mac, algorithm = signature["mac"], signature["algorithm"]
-    except FileNotFoundError:
-        raise SiameseError(f"{folder}: not signed (no {SIGNATURE}), but a key was given to verify it") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SiameseError(f"{file}: unreadable signature ({type(exc).__name__})") from None
     if algorithm != "hmac-sha256" or not isinstance(mac, str):
@@ -197,6 +197,7 @@ class ExportFolder:
     key: bytes | None = field(default=None, repr=False)  # the key its signature was verified with
     _verified: dict = field(default_factory=dict, repr=False)  # name -> its private verified copy
     _private: Path | None = field(default=None, repr=False)  # where those copies live (mode 0700)
+    manifest_sha256: str = ""  # of manifest.json's bytes, which hash every file: the export's identity
 
     @classmethod
     def open(cls, path: Path, policy: ExportPolicy = DEFAULT_POLICY) -> ExportFolder:
@@ -222,6 +223,7 @@ class ExportFolder:
             for part in name.split("/"):
                 path_component(part, f"{path / MANIFEST}: file {name!r}, part")
         folder = cls(path, manifest, None, trusted=policy.trust_code, key=key)
+        folder.manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
         try:
             raw = json.loads(folder.check(METADATA).read_bytes())
         except ValueError as exc:
@@ -236,6 +238,8 @@ class ExportFolder:
         must be the one metadata.json describes: an edited metadata fails here, not in a runtime.
         (What loads is still hash-checked by `check`.)"""
         file = self.path / WEIGHTS
+        if not file.is_file() or file.is_symlink():
+            raise SiameseError(f"{file}: listed in {MANIFEST} but missing (or a link)")
         try:
             with open(file, "rb") as f:
                 size = int.from_bytes(f.read(8), "little")

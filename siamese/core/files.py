@@ -37,7 +37,7 @@ def sha256_file(path: Path) -> str:
 # what a file of each kind the tools read may hold; anything larger is refused unread, so that a
 # wrong path (/dev/zero, a disk image) fails at once instead of filling memory
 MAX_READ_BYTES = {
-    "pair list": 256 << 20,  # a million pairs of long names
+    "pair file": 256 << 20,  # a million pairs of long names
     "signing key": 1 << 20,
     "manifest": 16 << 20,
     "signature": 1 << 20,

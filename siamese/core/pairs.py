@@ -71,7 +71,7 @@ def read_pairs(path: str | Path, labels_required: bool = True) -> list[Pair]:
     """
     path = Path(path)
     try:
-        text = read_limited(path, "pair list").decode("utf-8-sig")
+        text = read_limited(path, "pair file").decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SiameseError(f"cannot read pair file {path}: {exc}") from None
     return parse_pairs(text, str(path), labels_required)
