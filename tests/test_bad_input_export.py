@@ -35,7 +35,11 @@ def edited(checkpoint, tmp_path, edit):
 )
 def test_bad_options(checkpoint, tmp_path, args, message, code):
     assert_refused(
-        export_cli.main, ["--checkpoint", checkpoint, "--out", tmp_path / "exports", *args], message, code, [tmp_path]
+        export_cli.main,
+        ["--checkpoint", checkpoint, "--untrained", "--out", tmp_path / "exports", *args],
+        message,
+        code,
+        [tmp_path],
     )
 
 
@@ -48,7 +52,7 @@ def test_no_checkpoint_anywhere(tmp_path):
 def test_missing_and_unreadable_checkpoints(tmp_path):
     assert_refused(
         export_cli.main,
-        ["--checkpoint", tmp_path / "nope.pt", "--out", tmp_path],
+        ["--checkpoint", tmp_path / "nope.pt", "--untrained", "--out", tmp_path],
         "checkpoint not found",
         ERROR,
         [tmp_path],
@@ -57,7 +61,7 @@ def test_missing_and_unreadable_checkpoints(tmp_path):
     junk.write_bytes(b"\x00" * 100)
     assert_refused(
         export_cli.main,
-        ["--checkpoint", junk, "--out", tmp_path],
+        ["--checkpoint", junk, "--untrained", "--out", tmp_path],
         "junk.pt: not a readable checkpoint",
         ERROR,
         [tmp_path],
@@ -82,7 +86,7 @@ def test_edited_checkpoints_name_the_file_and_key(checkpoint, tmp_path, edit, me
     path = edited(checkpoint, tmp_path, edit)
     assert_refused(
         export_cli.main,
-        ["--checkpoint", path, "--out", tmp_path / "exports", "--format", "onnx"],
+        ["--checkpoint", path, "--untrained", "--out", tmp_path / "exports", "--format", "onnx"],
         message,
         ERROR,
         [tmp_path],
@@ -91,17 +95,28 @@ def test_edited_checkpoints_name_the_file_and_key(checkpoint, tmp_path, edit, me
 
 def test_an_existing_export_needs_force(small_export, tmp_path):
     ckpt, dest, _ = small_export("contrastive")
-    args = ["--checkpoint", ckpt, "--out", dest.parent, "--name", dest.name, "--format", "onnx"]
+    args = ["--checkpoint", ckpt, "--untrained", "--out", dest.parent, "--name", dest.name, "--format", "onnx"]
     assert_refused(export_cli.main, args, "exists; pass --force to replace it", ERROR, [dest.parent])
 
 
 def test_two_checkpoints_cannot_share_one_name(checkpoint, tmp_path):
-    args = ["--checkpoint", checkpoint, "--checkpoint", checkpoint, "--name", "one", "--out", tmp_path]
+    args = [
+        "--checkpoint",
+        checkpoint,
+        "--untrained",
+        "--checkpoint",
+        checkpoint,
+        "--untrained",
+        "--name",
+        "one",
+        "--out",
+        tmp_path,
+    ]
     assert_refused(export_cli.main, args, "--name needs a single --checkpoint", ERROR, [tmp_path])
 
 
 def test_an_output_that_is_a_file_is_refused(checkpoint, tmp_path):
     blocker = tmp_path / "exports"
     blocker.write_text("x")
-    args = ["--checkpoint", checkpoint, "--out", blocker, "--format", "onnx"]
+    args = ["--checkpoint", checkpoint, "--untrained", "--out", blocker, "--format", "onnx"]
     assert_refused(export_cli.main, args, "cannot write into .*exports", ERROR, [tmp_path])

@@ -30,7 +30,7 @@ def torchrun_run(tmp_path_factory):
     command += ["-m", "siamese.cli.train", *TINY, "--epochs", "2", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return out / "synthetic" / "bce", done
+    return out / "synthetic" / "bce-diff-prod", done
 
 
 def test_two_ranks_end_with_identical_weights_and_rank_0_alone_writes(torchrun_run):

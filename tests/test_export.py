@@ -201,7 +201,7 @@ def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified
     # the INT8 study (bench/studies) reads exactly these two exports: its smoke test at a tiny size
     from bench.studies import int8_settings
 
-    args = ["--checkpoint", ckpt, "--fp32-export", fp32, "--int8-export", int8, "--pairs", "4"]
+    args = ["--checkpoint", ckpt, "--untrained", "--fp32-export", fp32, "--int8-export", int8, "--pairs", "4"]
     study = CliRunner().invoke(int8_settings.main, [str(a) for a in args])
     assert study.exit_code == 0 and "ORT QDQ, siamese-export settings" in study.output, study.output
 
@@ -311,13 +311,15 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
             str(tmp_path / "exports"),
             "--verify-pairs",
             "4",
+            "--untrained",
         ],
     )
     assert result.exit_code == 0, result.output
     dest = tmp_path / "exports" / "lfw-contrastive-fp32"
     assert "exported" in result.output and (dest / "pair.onnx").is_file()
     again = runner.invoke(
-        export_cli.main, ["--checkpoint", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "exports")]
+        export_cli.main,
+        ["--checkpoint", str(ckpt), "--untrained", "--format", "onnx", "--out", str(tmp_path / "exports")],
     )
     assert again.exit_code == 1 and "--force" in again.output
 

@@ -165,7 +165,18 @@ def test_a_full_disk_during_export_keeps_the_old_export_and_leaves_no_partial_fo
     monkeypatch.setitem(FORMATS, "onnx", dataclasses.replace(FORMATS["onnx"], writer=full))
     result = CliRunner().invoke(
         export_cli.main,
-        ["--checkpoint", str(ckpt), "--out", str(dest.parent), "--name", dest.name, "--format", "onnx", "--force"],
+        [
+            "--checkpoint",
+            str(ckpt),
+            "--untrained",
+            "--out",
+            str(dest.parent),
+            "--name",
+            dest.name,
+            "--format",
+            "onnx",
+            "--force",
+        ],
     )
     assert result.exit_code == 1 and "writing embedding.onnx failed: OSError: [Errno 28] No space left" in result.output
     assert snapshot(dest.parent) == before
@@ -200,7 +211,7 @@ def test_a_file_size_limit_during_export_is_one_line_and_leaves_nothing(small_ex
     ckpt, _, _ = small_export("contrastive")
     out = tmp_path / "exports"
     run = _run_with_file_size_limit(
-        64 * 1024, "siamese.cli.export", "--checkpoint", str(ckpt), "--out", str(out), "--format", "onnx"
+        64 * 1024, "siamese.cli.export", "--checkpoint", str(ckpt), "--untrained", "--out", str(out), "--format", "onnx"
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().splitlines()[-1].endswith(": File too large")

@@ -163,6 +163,7 @@ def test_export_signs_with_the_key_option_and_readers_require_it(small_export, k
         [
             "--checkpoint",
             str(ckpt),
+            "--untrained",
             "--format",
             "onnx",
             "--out",
@@ -203,7 +204,7 @@ def test_export_names_are_one_plain_folder_name(small_export, tmp_path, name):
     out.mkdir()
     assert_refused(
         export_cli.main,
-        ["--checkpoint", ckpt, "--format", "onnx", "--out", out, "--name", name],
+        ["--checkpoint", ckpt, "--untrained", "--format", "onnx", "--out", out, "--name", name],
         "is not a plain name",
         USAGE,
         [tmp_path],
@@ -220,7 +221,7 @@ def test_a_crafted_checkpoint_cannot_steer_the_export_folder(small_export, tmp_p
     out.mkdir(parents=True)
     assert_refused(
         export_cli.main,
-        ["--checkpoint", crafted, "--format", "onnx", "--out", out],
+        ["--checkpoint", crafted, "--untrained", "--format", "onnx", "--out", out],
         r"crafted.pt: export name '../../escaped-contrastive-fp32' is not a plain name",
         ERROR,
         [tmp_path],
@@ -235,7 +236,7 @@ def test_force_replaces_only_an_export_folder(small_export, tmp_path):
     (out / "precious" / "thesis.tex").write_text("years of work")
     assert_refused(
         export_cli.main,
-        ["--checkpoint", ckpt, "--format", "onnx", "--out", out, "--name", "precious", "--force"],
+        ["--checkpoint", ckpt, "--untrained", "--format", "onnx", "--out", out, "--name", "precious", "--force"],
         "is not an export folder: --force only replaces an export",
         ERROR,
         [tmp_path],
@@ -402,7 +403,7 @@ def test_an_export_being_written_is_neither_replaced_nor_cleaned_up_by_a_second(
     (partial / "embedding.onnx").write_bytes(b"being written")
     with exclusive_lock(out / f".{dest.name}.lock", "the first export"):
         for force in ([], ["--force"]):
-            args = ["--checkpoint", ckpt, "--out", out, "--name", dest.name, "--format", "onnx", *force]
+            args = ["--checkpoint", ckpt, "--untrained", "--out", out, "--name", dest.name, "--format", "onnx", *force]
             assert_refused(
                 export_cli.main, args, rf"export {out / dest.name} is being written by another process", ERROR, [out]
             )
@@ -421,6 +422,7 @@ def test_two_exports_of_one_name_at_once_never_both_succeed(small_export, tmp_pa
         "siamese.cli.export",
         "--checkpoint",
         str(ckpt),
+        "--untrained",
         "--out",
         str(out),
         "--name",
@@ -464,7 +466,9 @@ def test_a_checkpoint_with_zeroed_weight_bytes_is_refused_by_its_crc(tmp_path):
         f.write(bytes(4096))  # 4 KiB of zeros in the FC layer's weights
     with pytest.raises(SiameseError, match=rf"{largest.filename} fails its CRC-32 check"):
         load_checkpoint(path)
-    result = CliRunner().invoke(export_cli.main, ["--checkpoint", str(path), "--out", str(tmp_path / "exports")])
+    result = CliRunner().invoke(
+        export_cli.main, ["--checkpoint", str(path), "--untrained", "--out", str(tmp_path / "exports")]
+    )
     assert result.exit_code == ERROR and "fails its CRC-32 check" in result.output and "Traceback" not in result.output
 
 

@@ -29,6 +29,19 @@ def fetch(dest, retries):
 
 
 @main.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--pairs", "n_pairs", type=click.IntRange(1, 600), default=100, show_default=True)
+@click.option("--image-size", type=click.IntRange(16, 256), default=32, show_default=True)
+@user_errors
+def synthetic(dest, n_pairs, image_size):
+    """Write synthetic test faces as PNGs and a pairs.txt under DEST (for trying the tools without LFW)."""
+    from siamese.data.synthetic import write_synthetic_pairs
+
+    pairs = write_synthetic_pairs(dest, n_pairs, image_size)
+    click.echo(f"{n_pairs} labelled pairs in {pairs}; e.g. siamese-verify --pairs {pairs}")
+
+
+@main.command()
 @click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
 @click.option("--exports", type=click.Path(path_type=Path), default=Path("exports"), show_default=True)
 @user_errors

@@ -10,6 +10,7 @@ run on it is labelled `synthetic`.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -124,3 +125,27 @@ def make_synthetic(
         train_ids,
         info,
     )
+
+
+def write_synthetic_pairs(dest: Path, n_pairs: int = 100, image_size: int = 32, seed: int = 0) -> Path:
+    """Every image of the synthetic set's test people as PNG files under `dest` (one folder per
+    person, as LFW), and its first `n_pairs` distinct test pairs as an assignment-format
+    `dest/pairs.txt`: faces of people no synthetic training run has seen. Returns the list's path."""
+    from PIL import Image
+
+    from siamese.core.files import check_writable, write_text
+
+    dataset = make_synthetic(image_size=image_size, seed=seed)
+    check_writable(dest)
+    test_rows = {int(r) for r in torch.cat([dataset.test.a, dataset.test.b])}
+    for row in sorted(test_rows):
+        path = Path(dest) / dataset.bank.keys[row]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(dataset.bank.images[row].numpy()).save(path)
+    lines, seen = [], set()
+    for a, b, same in zip(dataset.test.a.tolist(), dataset.test.b.tolist(), dataset.test.same.tolist(), strict=True):
+        if len(lines) < n_pairs and frozenset((a, b)) not in seen:
+            seen.add(frozenset((a, b)))
+            lines.append(f"{dataset.bank.keys[a]} {dataset.bank.keys[b]} {int(same)}")
+    write_text(Path(dest) / "pairs.txt", "\n".join(lines) + "\n")
+    return Path(dest) / "pairs.txt"

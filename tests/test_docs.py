@@ -1,0 +1,107 @@
+"""The docs cannot drift: every shell and Python block of README.md and docs/ runs, in order, one
+folder per page, as a new user would run it, except blocks marked
+`<!-- doc-test: skip: REASON -->` (hours of training, a GPU), which are listed with their reason.
+
+Sizes shrink through SHRINK so that CI can afford the quick start: the same commands, fewer
+epochs and shorter timings."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+SKIP = re.compile(r"<!-- doc-test: skip: (.+?) -->")
+# the quick start as written, at sizes CI can afford (same commands and options otherwise)
+SHRINK = {"--epochs 3": "--epochs 1 --pairs-per-epoch 512", "--duration 1": "--duration 0.2"}
+
+
+@dataclass(frozen=True)
+class Block:
+    page: Path
+    line: int
+    language: str
+    code: str
+    skip: str | None  # why it does not run here
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(page: Path) -> list[Block]:
+    found, lines = [], page.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        fence = re.fullmatch(r"```(bash|sh|python)\s*", lines[i])
+        if fence:
+            end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+            marker = SKIP.search(lines[i - 1]) if i else None
+            code = "\n".join(lines[i + 1 : end]) + "\n"
+            found.append(Block(page, i + 1, fence.group(1), code, marker.group(1) if marker else None))
+            i = end
+        i += 1
+    return found
+
+
+def shrink(code: str) -> str:
+    for written, affordable in SHRINK.items():
+        code = code.replace(written, affordable)
+    return code
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_every_page_is_linked_from_the_readme_and_the_readme_stays_short():
+    readme = (ROOT / "README.md").read_text()
+    for page in PAGES[1:]:
+        assert str(page.relative_to(ROOT)) in readme, f"{page} is not linked from the README"
+    assert len(readme.splitlines()) <= 250
+
+
+def test_the_skips_are_listed_with_their_reasons(capsys):
+    skipped = [b for page in PAGES for b in blocks(page) if b.skip]
+    with capsys.disabled():
+        print(f"\ndoc blocks not run here ({len(skipped)}):")
+        for b in skipped:
+            print(f"  {b.where}: {b.skip}")
+    assert all(len(b.skip) > 10 for b in skipped)  # a reason, not a bare marker
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if any(not b.skip for b in blocks(p))], ids=lambda p: p.name)
+def test_the_blocks_of_a_page_run_as_written(page, tmp_path):
+    """Each page's runnable blocks, in order, in a fresh folder: a checkout's .venv/bin first on
+    PATH, as `export PATH=$PWD/.venv/bin:$PATH` puts it; free ports for the server."""
+    http, grpc, metrics = free_ports(3)
+    env = {**os.environ, "HTTP_PORT": str(http), "GRPC_PORT": str(grpc), "METRICS_PORT": str(metrics)}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # what the quick start's PATH line names
+    started = time.monotonic()
+    for block in blocks(page):
+        if block.skip:
+            continue
+        if block.language == "python":
+            command = [sys.executable, "-c", block.code]
+        else:
+            command = ["bash", "-euo", "pipefail", "-c", shrink(block.code)]
+        run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+        assert run.returncode == 0, f"{block.where} failed:\n{block.code}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        assert "Traceback" not in run.stderr, f"{block.where}:\n{run.stderr[-3000:]}"
+    print(f"{page.name}: its blocks ran in {time.monotonic() - started:.0f} s")
