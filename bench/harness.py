@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.load import served_load
-from bench.machine import machine_info
+from bench.machine import hardware_peak, machine_info
 from bench.params import NameList, tolerances
 from bench.report import header, incomparable, regressions, table, write_report
 from bench.result import BenchedExport, BenchResult, Peak, RuntimeResult
@@ -283,12 +283,15 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
         runners[served.name] = served
     runnable = {n for n, r in runners.items() if not _safe_unavailable(r, export)}
     peaks: dict[str, Peak] = {}
+    hardware: dict[str, Peak] = {}
     if cfg.timing_enabled:
         for key in sorted(
             {f"{r.abilities.device}-{r.abilities.precision}" for n, r in runners.items() if n in runnable}
         ):
             device, precision = key.split("-")
             peaks[key] = peak_gflops(device, precision)
+            if limit := hardware_peak(device, precision):
+                hardware[key] = limit
     result = BenchResult(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         machine=machine_info(cfg.threads),
@@ -309,6 +312,7 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
         reference=reference_from,
         settings=json.loads(json.dumps({**asdict(cfg), "policy": cfg.policy.describe()}, default=str)),
         peaks=peaks,
+        hardware_peaks=hardware,
     )
     steps = len(cfg.batches) * len(runnable) if cfg.timing_enabled else 0
     with tqdm(total=steps, desc="siamese-bench", unit="run", disable=None) as bar:

@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 
-from bench.result import Machine
+from bench.result import Machine, Peak
 from siamese.core.provenance import git_commit, library_versions
 
 
@@ -18,6 +18,63 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _cpu_flags_and_clock() -> tuple[str, set[str], float | None]:
+    """The CPU's vendor, its instruction-set flags and its highest reported clock in MHz (None
+    where the CPU reports none, as some VMs do)."""
+    vendor, flags, mhz = "", set(), []
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "vendor_id":
+                vendor = value.strip()
+            elif key == "flags":
+                flags = set(value.split())
+            elif key == "cpu MHz":
+                mhz.append(float(value))
+    except (OSError, ValueError):
+        pass
+    try:
+        mhz.append(int(open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read()) / 1000)
+    except (OSError, ValueError):
+        pass
+    return vendor, flags, max(mhz) if mhz else None
+
+
+def cpu_flops_per_cycle(vendor: str, flags: set[str], precision: str) -> tuple[int, str] | None:
+    """FLOPs one core can issue per cycle in `precision`, and the assumption behind the number:
+    two FMA pipes (each FMA 2 FLOPs) of the widest vector unit, as roofline tools assume."""
+    if "avx512f" in flags:
+        lanes, unit = (8, "AVX-512 on 256-bit pipes (AMD)") if vendor == "AuthenticAMD" else (16, "AVX-512")
+    elif "avx2" in flags and "fma" in flags:
+        lanes, unit = 8, "AVX2"
+    else:
+        return None
+    fp32 = 2 * 2 * lanes
+    if precision == "fp32":
+        return fp32, f"{unit} fp32: 2 FMA pipes x {lanes} lanes x 2"
+    if precision == "bf16" and "amx_bf16" in flags:
+        return 1024, "AMX bf16: 1,024 FLOPs per cycle per core"
+    if precision == "bf16" and "avx512_bf16" in flags:
+        return 2 * fp32, f"{unit} bf16 dot products: twice the fp32 rate"
+    return None
+
+
+def hardware_peak(device: str, precision: str) -> Peak | None:
+    """The machine's limit for `precision` on `device`: cores x FLOPs per cycle x clock, from what
+    the CPU reports (None where it reports no clock or the precision has no known rate, and for
+    GPUs, whose limit this toolkit does not tabulate)."""
+    if device != "cpu":
+        return None
+    vendor, flags, mhz = _cpu_flags_and_clock()
+    per_cycle = cpu_flops_per_cycle(vendor, flags, precision)
+    if per_cycle is None or mhz is None:
+        return None
+    cores = os.cpu_count() or 1
+    flops, assumption = per_cycle
+    return Peak(cores * flops * mhz / 1e3, f"{cores} logical CPUs x {assumption} x {mhz:.0f} MHz (reported clock)")
 
 
 def _gpu() -> dict | None:

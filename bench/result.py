@@ -119,7 +119,9 @@ class BenchResult:
     parity_inputs: str
     reference: str  # which runner produced the reference outputs, from which weights
     settings: dict
-    peaks: dict[str, Peak] = field(default_factory=dict)  # "<device>-<precision>" -> Peak
+    peaks: dict[str, Peak] = field(default_factory=dict)  # "<device>-<precision>" -> the run's best torch GEMM
+    # "<device>-<precision>" -> cores x FLOPs per cycle x clock, where the CPU reports enough to say
+    hardware_peaks: dict[str, Peak] = field(default_factory=dict)
     runtimes: list[RuntimeResult] = field(default_factory=list)
     schema: str = SCHEMA
 
@@ -152,6 +154,7 @@ class BenchResult:
                 reference=d["reference"],
                 settings=d["settings"],
                 peaks={k: Peak(**v) for k, v in d.get("peaks", {}).items()},
+                hardware_peaks={k: Peak(**v) for k, v in d.get("hardware_peaks", {}).items()},
                 runtimes=[RuntimeResult.from_dict(r) for r in d["runtimes"]],
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a JSON of another shape

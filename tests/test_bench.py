@@ -450,3 +450,29 @@ def test_without_an_export_bench_stops_and_names_the_commands(tmp_path):
     with pytest.raises(SiameseError, match=r"no export under .*make train, then siamese-export --format onnx"):
         run_benchmark(cfg, log=lambda m: None)
     assert not (tmp_path / "exports").exists() and not (tmp_path / "runs").exists()
+
+
+def test_the_hardware_peak_states_its_assumptions_and_is_never_guessed():
+    from bench.machine import cpu_flops_per_cycle
+
+    assert cpu_flops_per_cycle("GenuineIntel", {"avx512f", "avx2", "fma"}, "fp32")[0] == 64
+    assert cpu_flops_per_cycle("AuthenticAMD", {"avx512f", "avx2", "fma"}, "fp32")[0] == 32  # Zen 4: 256-bit pipes
+    assert cpu_flops_per_cycle("GenuineIntel", {"avx2", "fma"}, "fp32")[0] == 32
+    assert cpu_flops_per_cycle("AuthenticAMD", {"avx512f", "avx512_bf16"}, "bf16")[0] == 64
+    assert cpu_flops_per_cycle("GenuineIntel", {"avx512f", "amx_bf16"}, "bf16")[0] == 1024
+    assert cpu_flops_per_cycle("GenuineIntel", {"sse4_2"}, "fp32") is None  # unknown: no figure, not a guess
+    assert cpu_flops_per_cycle("GenuineIntel", {"avx2", "fma"}, "bf16") is None
+
+
+def test_the_table_shows_both_the_hardware_share_and_the_gemm_share(result):
+    from bench.report import header, table
+    from bench.result import Peak
+
+    result, _ = result
+    shown = BenchResult.from_dict(result.to_dict())
+    shown.hardware_peaks = {"cpu-fp32": Peak(1e6, "a machine of 1 PFLOP/s, for the test")}
+    text = table(shown)
+    assert "| % hw peak | % GEMM |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| ort-cpu | ok |"))
+    assert row.split(" | ")[8] == "0%"  # a tiny share of an enormous limit
+    assert "% hw peak is against the hardware's limit: cpu-fp32: 1000000 GFLOP/s" in header(shown)
