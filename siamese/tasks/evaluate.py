@@ -169,24 +169,39 @@ def report(scored: Scored, pairs_file, out: Path | None = None) -> Evaluation:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "eval.json", result.to_dict())
-        title = f"{scored.variant} on {Path(pairs_file).name}: AUC {result.auc:.3f}"
-        plot_roc(out / "roc.png", scored.scores, scored.same, scored.higher_is_same, title)
+        source = Path(scored.model.get("source") or scored.source)
+        model = "/".join(source.parts[-3:-1]) if source.suffix == ".pt" else source.name  # run or export folder
+        title = f"{scored.variant}, {model}\n{len(scored.same)} pairs: {Path(pairs_file).name}"
+        plot_roc(out / "roc.png", scored, result, title)
         plot_histogram(out / "scores.png", scored, title)
     return result
 
 
-def plot_roc(path: Path, scores, same, higher_is_same: bool, title: str) -> None:
+def plot_roc(path: Path, scored: Scored, result: Evaluation, title: str) -> None:
+    """ROC on a log FAR axis (TAR at FAR 1e-3 is readable), the operating point of the stored
+    threshold and the equal error rate marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fpr, tpr, _ = roc_curve(scores, same, higher_is_same)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot(fpr, tpr, lw=2, label="pairs")
-    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="chance")
-    ax.set(xlabel="false accept rate", ylabel="true accept rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right")
+    fpr, tpr, _ = roc_curve(scored.scores, scored.same, scored.higher_is_same)
+    floor = 1 / max(int((~scored.same).sum()), 1)  # the smallest FAR these pairs can show
+    fig, ax = plt.subplots(figsize=(6, 4.8))
+    ax.plot(np.maximum(fpr, floor / 2), tpr, lw=2, label=f"ROC (AUC {result.auc:.3f})")
+    grid = np.logspace(np.log10(floor / 2), 0, 100)
+    ax.plot(grid, grid, "--", color="grey", lw=1, label="chance")
+    decided = decide(scored.scores, scored.threshold, scored.higher_is_same)
+    far = float(decided[~scored.same].mean()) if (~scored.same).any() else 0.0
+    tar = float(decided[scored.same].mean()) if scored.same.any() else 0.0
+    ax.plot(max(far, floor / 2), tar, "o", color="black", label=f"stored threshold: FAR {far:.3f}, TAR {tar:.3f}")
+    ax.plot(result.eer, 1 - result.eer, "s", color="tab:red", label=f"equal error rate {result.eer:.3f}")
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="false accept rate (log)", ylabel="true accept rate", title=title, xlim=(floor / 2, 1), ylim=(0, 1.01)
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     write_png(fig, path, dpi=120)
 
@@ -202,7 +217,9 @@ def plot_histogram(path: Path, scored: Scored, title: str) -> None:
     ax.hist(scored.scores[scored.same], bins=bins, alpha=0.6, label="same person")
     ax.hist(scored.scores[~scored.same], bins=bins, alpha=0.6, label="different people")
     ax.axvline(scored.threshold, color="black", lw=1, label=f"stored threshold {scored.threshold:.4g}")
-    ax.set(xlabel="probability" if scored.higher_is_same else "distance", ylabel="pairs", title=title)
-    ax.legend()
+    side = "above" if scored.higher_is_same else "below"
+    what = "probability of the same person" if scored.higher_is_same else "distance between the embeddings"
+    ax.set(xlabel=f"{what} (same person {side} the threshold)", ylabel="pairs", title=title)
+    ax.legend(title="labelled pairs", fontsize=8)
     fig.tight_layout()
     write_png(fig, path, dpi=120)

@@ -1,7 +1,8 @@
 """A training run, torchvision-references style: `main(cfg)` trains each variant with the loop
 (siamese.training.loop) and writes, under `<out>/<data set>/<variant>[-<head>]/`:
 `checkpoint.pt` (every epoch, atomically), `metrics.jsonl` (one line per epoch),
-`roc.png` and `summary.json` (after the final evaluation).
+`curves.png` (loss and validation per epoch, after each), `roc.png`, `scores.png` and
+`summary.json` (after the final evaluation).
 """
 
 from __future__ import annotations
@@ -127,6 +128,32 @@ def check_run(cfg: TrainConfig, dataset_name: str, image_size: int) -> None:
     check_writable(ckpt_path.parent)
 
 
+def plot_curves(history: list[EpochStats], path: Path, title: str) -> None:
+    """curves.png: training loss, validation accuracy and AUC per epoch, rewritten after each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from siamese.core.files import write_png
+
+    epochs = [h.epoch for h in history]
+    fig, (loss, val) = plt.subplots(1, 2, figsize=(9, 3.6))
+    loss.plot(epochs, [h.train_loss for h in history], "o-")
+    loss.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    for name, values in (("accuracy", [h.val_accuracy for h in history]), ("AUC", [h.val_auc for h in history])):
+        if any(v is not None for v in values):
+            val.plot(epochs, [float("nan") if v is None else v for v in values], "o-", label=f"validation {name}")
+    val.set(xlabel="epoch", ylabel="validation pairs (held-out people)", title="validation", ylim=(0.4, 1.0))
+    val.legend(loc="lower right")
+    for ax in (loss, val):
+        ax.grid(True, alpha=0.3)
+        ax.set_xticks(epochs)
+    fig.suptitle(title)
+    fig.tight_layout()
+    write_png(fig, path, dpi=110)
+
+
 def describe_changes(changes: dict, which: int) -> str:
     return ", ".join(f"{name}={values[which]!r}" for name, values in changes.items())
 
@@ -191,6 +218,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         line = stats.line()
         print(line, flush=True)
         append_line(metrics_log, line)
+        plot_curves(history, out / "curves.png", f"{model.config.name} on {dataset.name} ({out})")
         left = (cfg.epochs_used - epoch) * stats.epoch_s / 60
         print(
             f"{model.config.name}: epoch {epoch}/{cfg.epochs_used} took {stats.epoch_s / 60:.1f} min; "
