@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 import click
 
 from bench.harness import BenchConfig
@@ -21,8 +24,9 @@ def main(trust_export, verify_key, **options):
     """Benchmark exported siamese models across runtimes: parity, latency and throughput."""
     timing = TimingConfig(**split_options(TimingConfig, options))
     policy = ExportPolicy.from_options(trust_export, verify_key)
+    command = shlex.join(["siamese-bench", *sys.argv[1:]])
     bench_main(
-        BenchConfig(timing=timing, policy=policy, **options),
+        BenchConfig(timing=timing, policy=policy, command=command, **options),
         echo=click.echo,
         log=lambda m: click.echo(m, err=True),
     )

@@ -90,6 +90,7 @@ class BenchConfig:
     load_reference: Path | None = option(None, "a --save-inputs .npz", click.Path(path_type=Path, exists=True))
     timing_enabled: bool = option(True, "time the runtimes (--no-timing: parity only)", flag="--timing/--no-timing")
     isolate: bool = option(False, "run every runtime in its own child process")
+    command: str = ""  # the command line, as the report shows it (set by siamese-bench)
     untrained: bool = option(
         False, "without --export: export and benchmark a network of random weights (timing only; said everywhere)"
     )
@@ -313,6 +314,7 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
         settings=json.loads(json.dumps({**asdict(cfg), "policy": cfg.policy.describe()}, default=str)),
         peaks=peaks,
         hardware_peaks=hardware,
+        command=cfg.command,
     )
     steps = len(cfg.batches) * len(runnable) if cfg.timing_enabled else 0
     with tqdm(total=steps, desc="siamese-bench", unit="run", disable=None) as bar:

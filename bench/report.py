@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import click
+
 from bench.result import BenchResult, RuntimeResult
+from siamese.core.errors import SiameseError
 from siamese.core.files import write_json, write_png, write_text
 
 ABOVE_PEAK = (
@@ -73,6 +77,7 @@ def header(result: BenchResult) -> str:
     peaks = "; ".join(f"{k}: {p.gflops:.0f} GFLOP/s, {p.label}" for k, p in result.peaks.items())
     limits = "; ".join(f"{k}: {p.gflops:.0f} GFLOP/s = {p.label}" for k, p in result.hardware_peaks.items())
     return (
+        f"command: {result.command or '-'}\nmeasured: {result.created}, commit {m.git_commit or 'unknown'}\n"
         f"export {e.path} ({e.variant}, {e.dtype}, {e.image_size}px, weights: {e.weights}); "
         f"{result.flops_per_pair / 1e9:.2f} GFLOP per pair\n"
         f"machine: {m.cpu}, {m.cores} cores, {m.torch_threads} threads{gpu}; "
@@ -176,3 +181,21 @@ def regressions(result: BenchResult, baseline: BenchResult, threshold: float = 0
                     f"{before.latency_ms['median']:.2f} ms (+{slower['median']:.0%}{scaled}); limit +{threshold:.0%}"
                 )
     return found
+
+
+@click.command()
+@click.argument("result_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def main(result_json: Path, folder: Path) -> None:
+    """Render a siamese-bench --json result as FOLDER/report.md and bench.png (what docs/results holds)."""
+    from siamese.core.files import read_limited
+
+    try:
+        result = BenchResult.from_dict(json.loads(read_limited(result_json, "benchmark result")), str(result_json))
+    except (SiameseError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"report: {write_report(result, folder)}")
+
+
+if __name__ == "__main__":
+    main()

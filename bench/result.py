@@ -122,6 +122,7 @@ class BenchResult:
     peaks: dict[str, Peak] = field(default_factory=dict)  # "<device>-<precision>" -> the run's best torch GEMM
     # "<device>-<precision>" -> cores x FLOPs per cycle x clock, where the CPU reports enough to say
     hardware_peaks: dict[str, Peak] = field(default_factory=dict)
+    command: str = ""  # the command line that produced it, for the report
     runtimes: list[RuntimeResult] = field(default_factory=list)
     schema: str = SCHEMA
 
@@ -155,6 +156,7 @@ class BenchResult:
                 settings=d["settings"],
                 peaks={k: Peak(**v) for k, v in d.get("peaks", {}).items()},
                 hardware_peaks={k: Peak(**v) for k, v in d.get("hardware_peaks", {}).items()},
+                command=d.get("command", ""),
                 runtimes=[RuntimeResult.from_dict(r) for r in d["runtimes"]],
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a JSON of another shape
