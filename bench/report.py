@@ -167,7 +167,8 @@ def regressions(result: BenchResult, baseline: BenchResult, threshold: float = 0
         if base_status.get(entry.name) == "ok" and entry.status == "failed":
             found.append(f"{entry.name}: ok in the baseline, fails now")
         abilities = entry.abilities or {}
-        speed = min(1.0, machine_speed(result, baseline, f"{abilities.get('device')}-{abilities.get('precision')}"))
+        speed = machine_speed(result, baseline, f"{abilities.get('device')}-{abilities.get('precision')}")
+        speed = 1.0 if speed > 0.9 else speed  # within the GEMM's own noise: compare as measured
         for t in entry.timing:
             before = base.get((entry.name, t.batch))
             if before is None:

@@ -201,7 +201,7 @@ def test_int8_export_is_quantized_calibrated_on_training_identities_and_verified
     # the INT8 study (bench/studies) reads exactly these two exports: its smoke test at a tiny size
     from bench.studies import int8_settings
 
-    args = ["--checkpoint", ckpt, "--untrained", "--fp32-export", fp32, "--int8-export", int8, "--pairs", "4"]
+    args = ["--checkpoint", ckpt, "--fp32-export", fp32, "--int8-export", int8, "--pairs", "4"]
     study = CliRunner().invoke(int8_settings.main, [str(a) for a in args])
     assert study.exit_code == 0 and "ORT QDQ, siamese-export settings" in study.output, study.output
 

@@ -26,15 +26,16 @@ def main(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batc
     """Serve an export through Triton Inference Server (PyTriton): HTTP, gRPC, dynamic batching."""
     from siamese.artifacts.folder import default_export
     from siamese.backends.triton.repository import ServingConfig
-    from siamese.backends.triton.server import Server, ServerAddress
+    from siamese.backends.triton.server import Server, ServerAddress, stop_on_sigterm
 
+    stop = stop_on_sigterm()  # from the start: SIGTERM never raises inside PyTriton, even while it starts
     address = ServerAddress(host, http_port, grpc_port, metrics_port)
     policy = ExportPolicy.from_options(trust_export, verify_key)
     server = Server(export_dir or default_export(), runtime, address, ServingConfig.up_to(max_batch), policy, threads)
     server.start()
     click.echo(server.export.describe())
     click.echo(f"serving {server.export.path} with {runtime}: HTTP {address.http_url}, gRPC {address.grpc_url}")
-    server.serve_forever()
+    server.serve_forever(stop)
 
 
 if __name__ == "__main__":

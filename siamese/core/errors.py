@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 import threading
@@ -41,7 +42,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that every cleanup that runs for Ctrl-C runs for it."""
 
 
+_HANDLER_PID = [0]  # the process that installed _raise_terminated
+
+
 def _raise_terminated(signum, frame):
+    if os.getpid() != _HANDLER_PID[0]:
+        # a forked helper (PyTriton's model proxies, whatever forks them) inherits the handler:
+        # there SIGTERM stops the process as it would any other, with no traceback from inside
+        # the library
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise Terminated()
 
 
@@ -52,6 +63,7 @@ def sigterm_as_interrupt():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _HANDLER_PID[0] = os.getpid()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
@@ -85,7 +97,6 @@ def die_with_parent(parent: int) -> None:
     """In a child process of `parent` (a pid): be sent SIGTERM when the parent dies, however it
     dies (Linux; elsewhere the parent's own cleanup ends its children)."""
     import ctypes
-    import os
 
     if not sys.platform.startswith("linux"):
         return

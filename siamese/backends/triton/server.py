@@ -9,9 +9,12 @@ default), loaded once, manifest-checked as every other tool loads it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sysconfig
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +24,7 @@ from siamese.artifacts.formats import GRAPHS
 from siamese.backends import create
 from siamese.backends.base import missing_module
 from siamese.backends.triton.repository import DEFAULT_SERVING, MODEL_NAMES, ServingConfig
-from siamese.core.errors import SiameseError
+from siamese.core.errors import SiameseError, Terminated
 from siamese.core.spec import FEATURE_DIM
 
 SHUTDOWN_GRACE_S = 2  # how long a stopping server waits for requests in flight
@@ -77,6 +80,15 @@ def tensor_shapes(export: ExportFolder, graph: str) -> tuple[dict, dict]:
     if graph == "embedding":
         return inputs, {name: (np.float32, (FEATURE_DIM,)) for name in meta.outputs(graph)}
     return inputs, {name: (np.bool_ if name == "same" else np.float32, (1,)) for name in meta.outputs(graph)}
+
+
+def stop_on_sigterm() -> threading.Event:
+    """An event that SIGTERM sets (in the main thread; elsewhere signals cannot be handled)."""
+    stop = threading.Event()
+    # (not tested with threading.main_thread(): tritonclient's gevent makes that unreliable here)
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
 
 
 class Server:
@@ -156,12 +168,23 @@ class Server:
             raise SiameseError(f"Triton did not start on {self.address.host}: {exc}") from None
         return self
 
-    def serve_forever(self) -> None:
-        """Block until interrupted (Ctrl-C or SIGTERM), then stop."""
+    def serve_forever(self, stop: threading.Event | None = None) -> None:
+        """Block until interrupted (Ctrl-C or SIGTERM) or the server dies, then stop: the
+        workspace and shared memory go either way. SIGTERM only sets a flag (an exception raised
+        inside PyTriton's stopping code would only print a traceback there), then Terminated is
+        raised once everything is stopped. The flag stays the handler: PyTriton's helpers send
+        more SIGTERMs as they go. `stop`: a flag set earlier (siamese-serve sets it from the
+        first moment, so that a SIGTERM during start-up is handled the same way)."""
+        stop = stop or stop_on_sigterm()
         try:
-            self.triton.serve()
+            while not stop.is_set() and self.triton.is_alive():
+                stop.wait(0.5)
+        except KeyboardInterrupt:
+            pass
         finally:
             self.stop()
+        if stop.is_set():
+            raise Terminated()
 
     def stop(self) -> None:
         if self.triton is not None:
