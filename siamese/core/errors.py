@@ -42,17 +42,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that every cleanup that runs for Ctrl-C runs for it."""
 
 
-_HANDLER_PID = [0]  # the process that installed _raise_terminated
-
-
 def _raise_terminated(signum, frame):
-    if os.getpid() != _HANDLER_PID[0]:
-        # a forked helper (PyTriton's model proxies, whatever forks them) inherits the handler:
-        # there SIGTERM stops the process as it would any other, with no traceback from inside
-        # the library
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
     raise Terminated()
 
 
@@ -63,7 +53,6 @@ def sigterm_as_interrupt():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _HANDLER_PID[0] = os.getpid()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
