@@ -1,4 +1,5 @@
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,14 @@ def image_folder(tmp_path) -> Path:
     from refusals import image_root
 
     return image_root(tmp_path)
+
+
+def free_ports(n: int) -> list[int]:
+    """n local ports free now (for servers the tests start)."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

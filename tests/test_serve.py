@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_ports
 
 pytest.importorskip("pytriton", reason="the serve extra (nvidia-pytriton) is not installed")
 
@@ -15,16 +16,6 @@ from siamese.backends.triton.server import Server, ServerAddress  # noqa: E402
 from siamese.tasks.verify import Verifier  # noqa: E402
 
 TIMEOUT_S = 30  # per request
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
