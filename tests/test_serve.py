@@ -1,6 +1,8 @@
 """siamese-serve for real: Triton (PyTriton) on 127.0.0.1, pairs sent with tritonclient over
 HTTP and gRPC, answers checked against siamese-verify's, then shut down."""
 
+import os
+import signal
 import socket
 from pathlib import Path
 
@@ -142,6 +144,24 @@ def test_sigterm_stops_the_server_and_leaves_no_workspace_or_shared_memory(small
     # .ses: a 51-byte session id that the tritonserver binary keeps in $TMPDIR and reuses
     assert [p.name for p in tmp_path.iterdir() if p.name != ".ses"] == []
     assert set(os.listdir("/dev/shm")) - shared_memory == set()
+
+
+def test_a_stopped_server_leaves_none_of_its_shared_memory_even_when_tritonserver_did_not(small_export):
+    from siamese.backends.triton import server as serving
+
+    _, export, _ = small_export("contrastive")
+    running = Server(export, "ort-cpu", ServerAddress("127.0.0.1", *free_ports(3))).start()
+    prefix = serving._shared_memory_prefix(running.triton)
+    regions = sorted(Path("/dev/shm").glob(f"{prefix}*"))
+    assert prefix.startswith("pytrtion") and regions  # the stubs' regions, under PyTriton's prefix
+    tritonserver = running.triton._triton_server
+    pid = tritonserver._tritonserver_running_cmd.process.pid
+    stubs = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for process in [pid, *map(int, stubs)]:  # as when a loaded machine outlasts PyTriton's patience
+        os.kill(process, signal.SIGKILL)
+    tritonserver.stop = lambda: None
+    running.stop()
+    assert [r for r in regions if r.exists()] == []
 
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])

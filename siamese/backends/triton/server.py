@@ -16,6 +16,7 @@ import socket
 import sysconfig
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +29,27 @@ from siamese.core.errors import SiameseError, Terminated
 from siamese.core.spec import FEATURE_DIM
 
 SHUTDOWN_GRACE_S = 2  # how long a stopping server waits for requests in flight
+
+
+def _shared_memory_prefix(triton) -> str | None:
+    """The prefix of the /dev/shm regions of this server's Python-backend stubs: PyTriton draws
+    one per server (pid and a random part), so every region under it is this server's."""
+    config = getattr(triton, "_python_backend_config", None)
+    try:
+        return config["shm-region-prefix-name"] if config is not None else None
+    except KeyError:
+        return None
+
+
+def _unlink_shared_memory(prefix: str | None) -> None:
+    """Remove the regions a stopped server left: tritonserver unlinks them only when it shuts
+    down in time; PyTriton kills it after 30 s (a loaded machine), and they stay until reboot."""
+    if not prefix:
+        return
+    shm = Path("/dev/shm")
+    for region in shm.glob(f"{prefix}*") if shm.is_dir() else ():
+        with contextlib.suppress(FileNotFoundError):
+            region.unlink()
 
 
 @dataclass(frozen=True)
@@ -188,8 +210,10 @@ class Server:
 
     def stop(self) -> None:
         if self.triton is not None:
+            prefix = _shared_memory_prefix(self.triton)
             self.triton.stop()
             self.triton = None
+            _unlink_shared_memory(prefix)
         self.runner.close()
 
     def __enter__(self) -> Server:
