@@ -7,17 +7,7 @@ import platform
 import subprocess
 
 from bench.result import Machine, Peak
-from siamese.core.provenance import git_commit, library_versions
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from siamese.core.provenance import cpu_model, git_commit, library_versions
 
 
 def _cpu_flags_and_clock() -> tuple[str, set[str], float | None]:
@@ -111,7 +101,7 @@ def machine_info(threads: int | None = None) -> Machine:
     import torch
 
     return Machine(
-        cpu=_cpu_model(),
+        cpu=cpu_model(),
         cores=os.cpu_count() or 1,
         torch_threads=threads or torch.get_num_threads(),
         gpu=_gpu(),

@@ -67,6 +67,9 @@ class TrainingSummary:
     train_accuracy: float | None = None
     tar_at_far: dict = field(default_factory=dict)
     git_commit: str | None = None
+    command: str | None = None  # the siamese-train command line
+    host: str | None = None  # the machine it trained on (siamese.core.provenance.host)
+    finished: str | None = None  # UTC, ISO 8601
     rank_weights_sha256: list = field(default_factory=list)  # torchrun: every rank's final weights
     config: dict = field(default_factory=dict)  # the TrainConfig, resolved
     data: dict = field(default_factory=dict)  # the data set's description

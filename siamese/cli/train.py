@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -20,7 +22,8 @@ def main(variant, **options):
     """Train the siamese network (one or both variants) and evaluate it on the test pairs."""
     from siamese.training.run import main as train
 
-    cfg = TrainConfig(**{k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()})
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    cfg = TrainConfig(command=shlex.join(["siamese-train", *sys.argv[1:]]), **options)
     train(cfg, list(VARIANTS) if variant == "both" else [variant])
 
 

@@ -3,8 +3,11 @@ instructions of this machine."""
 
 from __future__ import annotations
 
+import os
+import platform
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -19,6 +22,31 @@ def git_commit() -> str | None:
         return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host() -> str:
+    """One line naming the machine a figure came from (the CPU model and its cores; the GPU,
+    if torch sees one): the 2-core development VM sits on different hosts from day to day."""
+    import torch
+
+    described = f"{cpu_model()}, {os.cpu_count() or 1} cores"
+    if torch.cuda.is_available():
+        described += f", {torch.cuda.get_device_name(0)}"
+    return described
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def version(dist: str) -> str | None:

@@ -9,7 +9,6 @@ renamed into place; otherwise it is removed and the export fails, naming what di
 
 from __future__ import annotations
 
-import datetime
 import json
 import shutil
 import tempfile
@@ -36,7 +35,7 @@ from siamese.artifacts.records import TrainedOn
 from siamese.backends.triton.repository import REPOSITORY, ServingConfig, model_config_pb2, write_repository
 from siamese.core.errors import SiameseError, first_line
 from siamese.core.files import check_writable, exclusive_lock, sha256_file
-from siamese.core.provenance import git_commit
+from siamese.core.provenance import git_commit, utc_now
 from siamese.data.lfw import default_pairs, sample_pairs
 from siamese.parity.compare import ParityResult
 from siamese.parity.inputs import ParityInputs, check_compare_graph, check_runner, with_random_pairs
@@ -155,7 +154,7 @@ def build_metadata(ckpt: Checkpoint, checkpoint: Path, dtype: str) -> dict:
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint),
         "git_commit": git_commit(),
-        "export_time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "export_time": utc_now(),
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
     }
 

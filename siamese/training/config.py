@@ -36,6 +36,7 @@ RECIPE = (
 @dataclass
 class TrainConfig:
     variant: str = "bce"  # one run's variant; siamese-train's --variant chooses which runs (or both)
+    command: str = ""  # the command line, as the results record it (set by siamese-train)
     head: str | None = option(
         None,
         "bce head: default diff-prod, Linear(concat(|f1 - f2|, f1 * f2)); concat is the spec's literal "

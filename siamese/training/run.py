@@ -21,7 +21,7 @@ from siamese.core.errors import SiameseError
 from siamese.core.files import append_line, check_writable, exclusive_lock, write_json, write_text
 from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION
-from siamese.core.provenance import git_commit
+from siamese.core.provenance import git_commit, host, utc_now
 from siamese.data.lfw import Dataset, find_lfw, load_lfw
 from siamese.tasks.evaluate import Scored, report
 from siamese.training.config import TrainConfig
@@ -262,6 +262,9 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         train_accuracy=final.figure("train", "accuracy"),
         tar_at_far=report(scored, dataset.info.get("test_pairs", "synthetic test pairs"), out).tar_at_far,
         git_commit=git_commit(),
+        command=cfg.command or None,
+        host=host(),
+        finished=utc_now(),
         rank_weights_sha256=rank_digests,
         config=cfg.to_dict(),
         data=dataset.info,

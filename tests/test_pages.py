@@ -1,0 +1,72 @@
+"""docs/results/ is rendered from its data: the committed pages are what the recorded JSON
+renders, and a recorded run shows up with its interval, command, host and commit."""
+
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from bench import pages
+from siamese.artifacts.records import TrainingSummary
+from siamese.core.errors import SiameseError
+from siamese.core.files import write_json
+
+SUMMARY = TrainingSummary(
+    data_set="lfw",
+    split="train: pairsDevTrain.txt; test: pairsDevTest.txt",
+    variant="bce",
+    head="diff-prod",
+    image_size=128,
+    accuracy=0.835,
+    threshold=0.4832,
+    threshold_on="validation pairs",
+    auc=0.911,
+    eer=0.164,
+    n_test_pairs=1000,
+    epochs=8,
+    wall_time_s=2542.0,
+    processes=1,
+    val_accuracy=0.858,
+    tar_at_far={"0.01": 0.306, "0.001": 0.092},
+    git_commit="fee5323aaaaaaaaa",
+    command="siamese-train --variant bce",
+    host="AMD EPYC 9R14, 2 cores",
+    finished="2026-11-25T10:00:00+00:00",
+    config={"amp": "bf16"},
+)
+
+
+def test_the_committed_pages_are_what_their_data_renders(tmp_path):
+    if (pages.RESULTS / "data").exists():
+        shutil.copytree(pages.RESULTS / "data", tmp_path / "data")
+    for page in pages.render(tmp_path):
+        committed = pages.RESULTS / page.name
+        assert committed.read_text() == page.read_text(), f"{committed} is stale: run python -m bench.pages"
+
+
+def test_wilson_interval_matches_the_textbook_and_stays_inside_0_1():
+    low, high = pages.wilson_interval(0.835, 1000)
+    assert (round(low, 4), round(high, 4)) == (0.8107, 0.8567)  # about +-2.3 points on 1,000 pairs
+    assert pages.wilson_interval(1.0, 20)[1] == 1.0 and pages.wilson_interval(0.0, 20)[0] == 0.0
+
+
+def test_a_recorded_run_is_a_row_with_its_interval_command_host_and_commit(tmp_path):
+    write_json(tmp_path / "summary.json", SUMMARY.to_dict())
+    written = pages.add([tmp_path / "summary.json"], None, tmp_path / "results")
+    assert (tmp_path / "results" / "data" / "training" / "2026-11-25-lfw-bce.json") in written
+    page = (tmp_path / "results" / "training.md").read_text()
+    assert "| **0.835** (0.811-0.857, n = 1000) |" in page
+    assert "| AMD EPYC 9R14, 2 cores | 2026-11-25 | fee5323 |" in page and "| bf16 |" in page
+    assert "- 2026-11-25-lfw-bce: `siamese-train --variant bce`" in page
+    with pytest.raises(SiameseError, match="recorded already"):
+        pages.add([tmp_path / "summary.json"], None, tmp_path / "results")
+    write_json(tmp_path / "other.json", replace(SUMMARY, variant="contrastive").to_dict())
+    pages.add([tmp_path / "other.json"], "seed-1", tmp_path / "results")
+    assert "| seed-1 | contrastive |" in (tmp_path / "results" / "training.md").read_text()
+
+
+def test_a_file_that_is_no_result_is_refused_by_name(tmp_path):
+    (tmp_path / "x.json").write_text('{"schema": "something-else/1"}')
+    with pytest.raises(SiameseError, match="x.json is neither a training summary"):
+        pages.add([tmp_path / "x.json"], None, tmp_path / "results")
+    assert not (tmp_path / "results" / "data").exists()
