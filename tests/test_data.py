@@ -177,3 +177,14 @@ def test_identity_batches_cover_every_image_once_in_groups_of_one_person():
 def test_identity_batches_refuse_groups_too_small_to_pair():
     with pytest.raises(SiameseError, match="K >= 2"):
         identity_batches({"a": torch.arange(3)}, per_batch=4, per_identity=1, generator=torch.Generator())
+
+
+def test_siamese_data_synthetic_writes_as_many_same_as_different_pairs_of_unseen_people(tmp_path):
+    from siamese.data.synthetic import write_synthetic_pairs
+
+    pairs = write_synthetic_pairs(tmp_path / "faces", n_pairs=50, image_size=16)
+    rows = [line.split() for line in pairs.read_text().splitlines()]
+    assert len(rows) == 50 and [r[2] for r in rows].count("1") == 25  # an accuracy on them means something
+    assert len({frozenset(r[:2]) for r in rows}) == 50
+    assert all((tmp_path / "faces" / name).is_file() for r in rows for name in r[:2])
+    assert all((r[0].split("/")[0] == r[1].split("/")[0]) == (r[2] == "1") for r in rows)

@@ -1,5 +1,5 @@
 """The docs cannot drift: every shell and Python block of README.md and docs/ runs, in order, one
-folder per page, as a new user would run it, except blocks marked
+folder per page that starts from what the README's quick start left, except blocks marked
 `<!-- doc-test: skip: REASON -->` (hours of training, a GPU), which are listed with their reason.
 
 Sizes shrink through SHRINK so that CI can afford the quick start: the same commands, fewer
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -75,23 +76,55 @@ def test_the_skips_are_listed_with_their_reasons(capsys):
     assert all(len(b.skip) > 10 for b in skipped)  # a reason, not a bare marker
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if any(not b.skip for b in blocks(p))], ids=lambda p: p.name)
-def test_the_blocks_of_a_page_run_as_written(page, tmp_path):
-    """Each page's runnable blocks, in order, in a fresh folder: a checkout's .venv/bin first on
-    PATH, as `export PATH=$PWD/.venv/bin:$PATH` puts it; free ports for the server."""
+def environment(folder: Path) -> dict:
+    """A new user's shell in `folder`: a checkout's .venv/bin first on PATH, as the quick start's
+    `export PATH=$PWD/.venv/bin:$PATH` puts it; free ports for the server."""
     http, grpc, metrics = free_ports(3)
     env = {**os.environ, "HTTP_PORT": str(http), "GRPC_PORT": str(grpc), "METRICS_PORT": str(metrics)}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # what the quick start's PATH line names
+    if not (folder / ".venv").exists():
+        (folder / ".venv").symlink_to(Path(sys.executable).parents[1])
+    return env
+
+
+def run_block(block: Block, folder: Path) -> None:
+    if block.language == "python":
+        command = [sys.executable, "-c", block.code]
+    else:
+        command = ["bash", "-euo", "pipefail", "-c", shrink(block.code)]
+    env = environment(folder)
+    run = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert run.returncode == 0, f"{block.where} failed:\n{block.code}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    assert "Traceback" not in run.stderr, f"{block.where}:\n{run.stderr[-3000:]}"
+
+
+def quick_start_block() -> Block:
+    readme = blocks(PAGES[0])
+    heading = next(i for i, line in enumerate(PAGES[0].read_text().splitlines()) if line.startswith("## Quick start"))
+    return next(b for b in readme if b.line > heading and not b.skip)
+
+
+@pytest.fixture(scope="session")
+def quick_start(tmp_path_factory) -> Path:
+    """The README's quick start, run once: every other page starts from what it leaves (its
+    trained run, export and synthetic faces), as a reader who did it first would."""
+    folder = tmp_path_factory.mktemp("quick-start")
     started = time.monotonic()
-    for block in blocks(page):
-        if block.skip:
-            continue
-        if block.language == "python":
-            command = [sys.executable, "-c", block.code]
-        else:
-            command = ["bash", "-euo", "pipefail", "-c", shrink(block.code)]
-        run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
-        assert run.returncode == 0, f"{block.where} failed:\n{block.code}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-        assert "Traceback" not in run.stderr, f"{block.where}:\n{run.stderr[-3000:]}"
+    run_block(quick_start_block(), folder)
+    print(f"the quick start ran in {time.monotonic() - started:.0f} s")
+    return folder
+
+
+def runnable(page: Path) -> list[Block]:
+    return [b for b in blocks(page) if not b.skip and b != quick_start_block()]
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if runnable(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_blocks_of_a_page_run_as_written(page, quick_start, tmp_path):
+    """Each page's runnable blocks, in order, in a copy of the quick start's folder."""
+    folder = tmp_path / "work"
+    shutil.copytree(quick_start, folder, symlinks=True)
+    started = time.monotonic()
+    for block in runnable(page):
+        run_block(block, folder)
     print(f"{page.name}: its blocks ran in {time.monotonic() - started:.0f} s")

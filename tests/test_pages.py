@@ -39,8 +39,9 @@ SUMMARY = TrainingSummary(
 def test_the_committed_pages_are_what_their_data_renders(tmp_path):
     if (pages.RESULTS / "data").exists():
         shutil.copytree(pages.RESULTS / "data", tmp_path / "data")
-    for page in pages.render(tmp_path):
-        committed = pages.RESULTS / page.name
+    shutil.copyfile(pages.README, tmp_path / "README.md")
+    for page in pages.render(tmp_path, tmp_path / "README.md"):
+        committed = pages.ROOT / "README.md" if page.name == "README.md" else pages.RESULTS / page.name
         assert committed.read_text() == page.read_text(), f"{committed} is stale: run python -m bench.pages"
 
 
@@ -50,23 +51,34 @@ def test_wilson_interval_matches_the_textbook_and_stays_inside_0_1():
     assert pages.wilson_interval(1.0, 20)[1] == 1.0 and pages.wilson_interval(0.0, 20)[0] == 0.0
 
 
+def readme(tmp_path):
+    (tmp_path / "README.md").write_text(f"# x\n\n{pages.README_BEGIN}\nold\n{pages.README_END}\n\nmore\n")
+    return tmp_path / "README.md"
+
+
 def test_a_recorded_run_is_a_row_with_its_interval_command_host_and_commit(tmp_path):
     write_json(tmp_path / "summary.json", SUMMARY.to_dict())
-    written = pages.add([tmp_path / "summary.json"], None, tmp_path / "results")
+    written = pages.add([tmp_path / "summary.json"], None, tmp_path / "results", readme(tmp_path))
     assert (tmp_path / "results" / "data" / "training" / "2026-11-25-lfw-bce.json") in written
     page = (tmp_path / "results" / "training.md").read_text()
     assert "| **0.835** (0.811-0.857, n = 1000) |" in page
     assert "| AMD EPYC 9R14, 2 cores | 2026-11-25 | fee5323 |" in page and "| bf16 |" in page
     assert "- 2026-11-25-lfw-bce: `siamese-train --variant bce`" in page
+    table = (tmp_path / "README.md").read_text()
+    assert "old" not in table and table.endswith(f"{pages.README_END}\n\nmore\n")
+    assert "| bce, diff-prod head | `siamese-train --variant bce` | 8 | 0.858 | **0.835** (0.811-0.857) |" in table
     with pytest.raises(SiameseError, match="recorded already"):
-        pages.add([tmp_path / "summary.json"], None, tmp_path / "results")
-    write_json(tmp_path / "other.json", replace(SUMMARY, variant="contrastive").to_dict())
-    pages.add([tmp_path / "other.json"], "seed-1", tmp_path / "results")
-    assert "| seed-1 | contrastive |" in (tmp_path / "results" / "training.md").read_text()
+        pages.add([tmp_path / "summary.json"], None, tmp_path / "results", tmp_path / "README.md")
+    later = replace(SUMMARY, accuracy=0.9, finished="2026-12-01T00:00:00+00:00")
+    write_json(tmp_path / "later.json", later.to_dict())
+    pages.add([tmp_path / "later.json"], "seed-1", tmp_path / "results", tmp_path / "README.md")
+    assert "| seed-1 | bce, diff-prod head |" in (tmp_path / "results" / "training.md").read_text()
+    table = (tmp_path / "README.md").read_text()
+    assert "**0.900**" in table and "**0.835**" not in table  # the README shows each model's latest run
 
 
 def test_a_file_that_is_no_result_is_refused_by_name(tmp_path):
     (tmp_path / "x.json").write_text('{"schema": "something-else/1"}')
     with pytest.raises(SiameseError, match="x.json is neither a training summary"):
-        pages.add([tmp_path / "x.json"], None, tmp_path / "results")
+        pages.add([tmp_path / "x.json"], None, tmp_path / "results", readme(tmp_path))
     assert not (tmp_path / "results" / "data").exists()

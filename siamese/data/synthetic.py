@@ -129,7 +129,7 @@ def make_synthetic(
 
 def write_synthetic_pairs(dest: Path, n_pairs: int = 100, image_size: int = 32, seed: int = 0) -> Path:
     """Every image of the synthetic set's test people as PNG files under `dest` (one folder per
-    person, as LFW), and its first `n_pairs` distinct test pairs as an assignment-format
+    person, as LFW), and `n_pairs` distinct test pairs, same and different alternating, as an assignment-format
     `dest/pairs.txt`: faces of people no synthetic training run has seen. Returns the list's path."""
     from PIL import Image
 
@@ -142,10 +142,13 @@ def write_synthetic_pairs(dest: Path, n_pairs: int = 100, image_size: int = 32, 
         path = Path(dest) / dataset.bank.keys[row]
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(dataset.bank.images[row].numpy()).save(path)
-    lines, seen = [], set()
+    by_label: dict[bool, list[str]] = {True: [], False: []}  # the test list holds its same pairs first
+    seen = set()
     for a, b, same in zip(dataset.test.a.tolist(), dataset.test.b.tolist(), dataset.test.same.tolist(), strict=True):
-        if len(lines) < n_pairs and frozenset((a, b)) not in seen:
+        if frozenset((a, b)) not in seen:
             seen.add(frozenset((a, b)))
-            lines.append(f"{dataset.bank.keys[a]} {dataset.bank.keys[b]} {int(same)}")
+            by_label[bool(same)].append(f"{dataset.bank.keys[a]} {dataset.bank.keys[b]} {int(same)}")
+    alternating = [line for pair in zip(by_label[True], by_label[False], strict=False) for line in pair]
+    lines = alternating[:n_pairs]  # as many same pairs as different ones
     write_text(Path(dest) / "pairs.txt", "\n".join(lines) + "\n")
     return Path(dest) / "pairs.txt"
