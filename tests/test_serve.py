@@ -134,13 +134,19 @@ def test_sigterm_stops_the_server_and_leaves_no_workspace_or_shared_memory(small
         serve_command(export, *free_ports(3)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     try:
-        lines = iter(server.stdout.readline, "")  # Triton logs to stdout too: wait for our line
-        assert any(line.startswith("serving ") for line in lines), server.stderr.read()
+        printed = []
+        for line in iter(server.stdout.readline, ""):  # Triton logs to stdout too: wait for our line
+            printed.append(line)
+            if line.startswith("serving "):
+                break
+        assert printed and printed[-1].startswith("serving "), server.stderr.read()
         assert any(tmp_path.iterdir())  # PyTriton's workspace and the export's verified copies
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 128 + signal.SIGTERM
+        log = "".join(printed) + server.stdout.read() + server.stderr.read()
     finally:
         server.kill()
+    assert "NVML" not in log and "Exit timeout expired" not in log  # no GPU metrics here; models unloaded in time
     # .ses: a 51-byte session id that the tritonserver binary keeps in $TMPDIR and reuses
     assert [p.name for p in tmp_path.iterdir() if p.name != ".ses"] == []
     assert set(os.listdir("/dev/shm")) - shared_memory == set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from siamese.artifacts.folder import ExportPolicy
@@ -20,9 +22,27 @@ from siamese.core.params import Batch, Threads
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=8002)
 @click.option("--max-batch", type=Batch, default=64, help="largest batch Triton forms per model")
 @click.option("--threads", type=Threads, default=None, help="intra-op threads of the runtime")
+@click.option(
+    "--triton-log",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write Triton's own log to this file instead of the console",
+)
 @policy_options
 @user_errors
-def main(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batch, threads, trust_export, verify_key):
+def main(
+    export_dir,
+    runtime,
+    host,
+    http_port,
+    grpc_port,
+    metrics_port,
+    max_batch,
+    threads,
+    triton_log,
+    trust_export,
+    verify_key,
+):
     """Serve an export through Triton Inference Server (PyTriton): HTTP, gRPC, dynamic batching."""
     from siamese.artifacts.folder import default_export
     from siamese.backends.triton.repository import ServingConfig
@@ -31,10 +51,13 @@ def main(export_dir, runtime, host, http_port, grpc_port, metrics_port, max_batc
     stop = stop_on_sigterm()  # from the start: SIGTERM never raises inside PyTriton, even while it starts
     address = ServerAddress(host, http_port, grpc_port, metrics_port)
     policy = ExportPolicy.from_options(trust_export, verify_key)
-    server = Server(export_dir or default_export(), runtime, address, ServingConfig.up_to(max_batch), policy, threads)
+    serving = ServingConfig.up_to(max_batch)
+    server = Server(export_dir or default_export(), runtime, address, serving, policy, threads, triton_log)
     server.start()
     click.echo(server.export.describe())
     click.echo(f"serving {server.export.path} with {runtime}: HTTP {address.http_url}, gRPC {address.grpc_url}")
+    if triton_log:
+        click.echo(f"Triton's log: {server.log_file}")
     server.serve_forever(stop)
 
 
