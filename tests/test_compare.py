@@ -175,3 +175,24 @@ def test_polygraphy_rule_is_reported_beside_max_relative():
 def test_the_coarser_precision_wins():
     assert coarser("fp32", "fp16") == "fp16" and coarser("bf16", "fp32") == "bf16" and coarser("tf32", "fp32") == "tf32"
     assert tolerance_for("fp32", "fp16") == TOLERANCES["fp16"]
+
+
+def test_int8_judges_a_bce_score_by_its_decisions_not_its_elements():
+    """A quantized bce export moves a probability near the threshold beyond the element bound: that alone
+    passes; a wrong decision on a decisive pair, or a non-finite score, still fails."""
+    run, threshold, labels = reference_run("bce")
+    tol = TOLERANCES["int8"]
+    near = int(np.argmin(np.abs(run["score"] - threshold)))
+    moved = run["score"].copy()
+    moved[near] += 0.35 if moved[near] < threshold else -0.35  # beyond the element bound (0.2 scale + 0.2 own)
+    actual = {"features": run["features"], "score": moved, "same": decide(moved, threshold, "bce")}
+    result = compare_runs(actual, run, threshold, tol, "int8", labels)
+    score = next(o for o in result.outputs if o.name == "score")
+    assert result.passed and score.outside == 1 and not score.gating and "not gating" in score.describe()
+    decisive = int(np.argmax(run["score"]))
+    flipped = {**actual, "same": actual["same"].copy()}
+    flipped["same"][decisive] = not flipped["same"][decisive]
+    assert not compare_runs(flipped, run, threshold, tol, "int8", labels).passed
+    broken = {**actual, "score": np.where(np.arange(len(moved)) == 0, np.nan, moved).astype(np.float32)}
+    assert not compare_runs(broken, run, threshold, tol, "int8", labels).passed
+    assert not compare_runs(actual, run, threshold, TOLERANCES["bf16"], "bf16", labels).passed  # floats: elements gate

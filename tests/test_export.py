@@ -346,8 +346,10 @@ def test_cli_export_and_verify_end_to_end(tmp_path, lfw_dir):
     rows = written["pairs"]
     assert [r["label"] for r in rows] == [1, 0] and {"score", "same"} <= set(rows[0])
     assert written["model"] == {
-        "source": str(dest), "model": "contrastive", "dtype": "fp32", "trained_on": "untrained", "test_accuracy": None
+        "source": str(dest), "model": "contrastive", "dtype": "fp32", "trained_on": "untrained", "test_accuracy": None,
+        "framing": "detected",
     }  # fmt: skip
+    assert [(r["faces_a"], r["faces_b"], r["undecided"]) for r in rows] == [(1, 1, None)] * 2  # LFW: one face each
     assert "UNTRAINED random weights" in many.output and "UNTRAINED random weights" in one.output
     bad = runner.invoke(verify_cli.main, [str(a), str(tmp_path / "pairs.txt"), "--export", str(dest)])
     assert bad.exit_code == 1 and "cannot decode image" in bad.output and "Traceback" not in bad.output
@@ -426,7 +428,7 @@ def test_verify_pairs_in_small_batches_gives_each_pair_its_own_images(contrastiv
     from siamese.core.pairs import Pair
     from siamese.tasks.verify import Verifier
 
-    verifier = Verifier(contrastive_export, "ort-cpu", policy=ExportPolicy())
+    verifier = Verifier(contrastive_export, "ort-cpu", policy=ExportPolicy(), detect=False)  # noise images
     keys = ["A/1.png", "A/2.png", "B/1.png", "B/2.png"]
     pairs = [Pair(a, b, -1) for a in keys for b in keys if a < b]
     rows = verifier.verify_pairs(pairs, image_folder, batch=1)  # one image per batch: four batches in flight

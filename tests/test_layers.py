@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     "siamese.core",
     "siamese.data",
+    "siamese.detect",  # face detection and framing
     "siamese.artifacts",
     "siamese.parity",
     "siamese.backends",  # the runner interface and the runtime registry
@@ -108,16 +109,17 @@ def test_reading_commands_load_no_training_code(command):
     assert out.stdout.strip() == "[]"
 
 
-def test_verifying_with_onnx_runtime_never_imports_torch(contrastive_export, tmp_path):
-    """A whole verification, decoding and ONNX Runtime included, runs without torch."""
-    from PIL import Image
+def test_verifying_with_onnx_runtime_never_imports_torch(contrastive_export, tmp_path, lfw_dir, cache_dir):
+    """A whole verification, decoding, face detection and ONNX Runtime included, runs without torch."""
+    from siamese.data.lfw import locate_lfw
 
-    for name, colour in (("a.png", 40), ("b.png", 200)):
-        Image.new("RGB", (32, 32), (colour, 90, 10)).save(tmp_path / name)
+    root = locate_lfw(lfw_dir, cache_dir).image_root
+    for name, key in (("a.jpg", "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"), ("b.jpg", "Abba_Eban/Abba_Eban_0001.jpg")):
+        (tmp_path / name).write_bytes((root / key).read_bytes())
     code = (
         "import sys; from siamese.tasks.verify import Verifier; "
         f"v = Verifier({str(contrastive_export)!r}, 'ort-cpu'); "
-        f"r = v.verify_files({str(tmp_path / 'a.png')!r}, {str(tmp_path / 'b.png')!r}); "
+        f"r = v.verify_files({str(tmp_path / 'a.jpg')!r}, {str(tmp_path / 'b.jpg')!r}); "
         "print(type(r.score).__name__, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -34,6 +34,7 @@ from siamese.core.spec import (
     image_size_problem,
     model_name,
 )
+from siamese.detect.framing import Framing
 
 MANIFEST = "manifest.json"
 METADATA = "metadata.json"
@@ -99,6 +100,12 @@ def check_signature(folder: Path, manifest_bytes: bytes, key: bytes) -> None:
         raise SiameseError(f"{file}: signature does not match: the export was modified, or signed with another key")
 
 
+def framing_for(data_set: str) -> Framing:
+    """LFW's measured framing for a model trained on LFW photos; the whole frame otherwise
+    (synthetic faces are drawings a face detector does not find)."""
+    return Framing() if data_set == "lfw" else Framing(kind="whole")
+
+
 @dataclass(frozen=True)
 class ExportMetadata:
     """What every tool needs to know about an export, read and checked in one place."""
@@ -113,6 +120,7 @@ class ExportMetadata:
     graphs: dict  # graph -> {"inputs": [...], "outputs": [...]}: siamese.core.spec's names
     head: str = "concat"  # the bce head (siamese.core.model.HEADS); exports before heads existed have the spec's
     training: TrainedOn = TrainedOn("unknown")
+    framing: Framing = Framing()  # how a photo becomes the graph's input (siamese.detect.framing)
     raw: dict = field(default_factory=dict, repr=False)  # everything, as written
 
     @classmethod
@@ -137,6 +145,10 @@ class ExportMetadata:
             normalization = Normalization.from_dict(require(d, "normalization", dict, source))
         except (KeyError, TypeError, ValueError) as exc:
             raise SiameseError(f"{source}: normalization: {exc}") from None
+        trained_on = TrainedOn.from_dict(training, f"{source}: training")
+        framing = (
+            Framing.from_dict(d["framing"], source) if "framing" in d else framing_for(trained_on.data_set)
+        )  # exports before framing existed: their data set's
         graphs = require(d, "graphs", dict, source)
         expected = {g: {"inputs": GRAPH_INPUTS[g], "outputs": GRAPH_OUTPUTS[g]} for g in GRAPH_INPUTS}
         if graphs != expected:
@@ -151,7 +163,8 @@ class ExportMetadata:
             normalization=normalization,
             graphs=graphs,
             head=head,
-            training=TrainedOn.from_dict(training, f"{source}: training"),
+            training=trained_on,
+            framing=framing,
             raw=d,
         )
 

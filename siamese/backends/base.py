@@ -131,14 +131,3 @@ def check_images(name: str, x, image_size: int) -> None:
         raise SiameseError(f"{name}: expected uint8 images, got {getattr(x, 'dtype', type(x).__name__)}")
     if x.ndim != 4 or x.shape[1:] != (image_size, image_size, 3):
         raise SiameseError(f"{name}: expected shape (N, {image_size}, {image_size}, 3) RGB, got {tuple(x.shape)}")
-
-
-def missing_module(module: str, hint: str) -> str | None:
-    """Why an optional dependency cannot be imported (with how to get it), or None."""
-    import importlib.util
-
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    return None if found else f"{module} is not installed ({hint})"

@@ -20,14 +20,19 @@ from siamese.core.errors import user_errors
 @click.option(
     "--out", type=click.Path(path_type=Path, file_okay=False), default=None, help="eval.json, roc.png, scores.png"
 )
+@click.option(
+    "--detect/--no-detect",
+    default=False,
+    help="export only: find each face and frame it as the export's framing says (pairs without a face are left out)",
+)
 @policy_options
 @user_errors
-def main(source, pairs_file, image_root, runtime, out, trust_export, verify_key):
+def main(source, pairs_file, image_root, runtime, out, detect, trust_export, verify_key):
     """Evaluate a checkpoint (.pt) or an export folder on any pair list (assignment, View 1, View 2)."""
     from siamese.tasks.evaluate import evaluate as run_evaluation
 
     policy = ExportPolicy.from_options(trust_export, verify_key)
-    r = run_evaluation(source, pairs_file, image_root, runtime, out, policy)
+    r = run_evaluation(source, pairs_file, image_root, runtime, out, policy, detect)
     far = ", ".join(f"TAR@FAR {k} {v:.4f}" for k, v in r.tar_at_far.items())
     click.echo(r.described)
     click.echo(

@@ -34,9 +34,23 @@ from siamese.core.params import Batch, OutputFile
 )
 @click.option("--output", type=OutputFile(".csv", ".json"), default=None, help="write results to .csv or .json")
 @click.option("--batch", type=Batch, default=64)
+@click.option(
+    "--detect/--no-detect",
+    default=True,
+    help="find the face and frame it as the training images (the export's framing); "
+    "--no-detect: the whole image, resized",
+)
+@click.option(
+    "--save-crops",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="write each image as the network sees it (PNG) into this folder",
+)
 @policy_options
 @user_errors
-def main(images, export_dir, runtime, pairs_file, image_root, output, batch, trust_export, verify_key):
+def main(
+    images, export_dir, runtime, pairs_file, image_root, output, batch, detect, save_crops, trust_export, verify_key
+):
     """Decide whether two face images (IMG_A IMG_B) show the same person, or run a --pairs list."""
     from siamese.tasks.verify import Verifier, verify_pair_file
 
@@ -46,12 +60,21 @@ def main(images, export_dir, runtime, pairs_file, image_root, output, batch, tru
         raise click.UsageError("--output writes the results of a --pairs list")
     policy = ExportPolicy.from_options(trust_export, verify_key)
     if pairs_file:
-        click.echo(verify_pair_file(pairs_file, export_dir, runtime, policy, image_root, output, batch))
+        summary = verify_pair_file(
+            pairs_file, export_dir, runtime, policy, image_root, output, batch, detect, save_crops
+        )
+        click.echo(summary)
     else:
-        verifier = Verifier(export_dir, runtime, policy=policy)
+        verifier = Verifier(export_dir, runtime, policy=policy, detect=detect, save_crops=save_crops)
         r = verifier.verify_files(*images)
         click.echo(verifier.folder.describe())
+        click.echo(verifier.describe_framing())
+        for name, faces in ((r.image_a, r.faces_a), (r.image_b, r.faces_b)):
+            if faces and faces > 1:
+                click.echo(f"{name}: {faces} faces found, the largest used")
         click.echo(verifier.describe(r.score, r.same))
+        if save_crops:
+            click.echo(f"crops in {save_crops}")
 
 
 if __name__ == "__main__":

@@ -129,8 +129,8 @@ def _open_allowed(source, label: str) -> Image.Image:
         ) from None
 
 
-def decode_image(source, image_size: int, name: str | None = None) -> np.ndarray:
-    """Decode a path or file object to a (size, size, 3) uint8 RGB array."""
+def decode_rgb(source, name: str | None = None) -> np.ndarray:
+    """Decode a path or file object to an (H, W, 3) uint8 RGB array, as a viewer shows it."""
     label = name or str(source)
     try:
         with _open_allowed(source, label) as img:
@@ -151,14 +151,25 @@ def decode_image(source, image_size: int, name: str | None = None) -> np.ndarray
                 img = Image.alpha_composite(canvas, rgba)
             rgb = img.convert("RGB")
             if all(low == high for low, high in rgb.getextrema()):
-                warnings.warn(f"image {label} is blank (one colour): its answers mean nothing", SiameseWarning, 2)
-            if rgb.size != (image_size, image_size):
-                rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
+                warnings.warn(f"image {label} is blank (one colour): its answers mean nothing", SiameseWarning, 3)
             return np.asarray(rgb, dtype=np.uint8).copy()
     except FileNotFoundError:
         raise SiameseError(f"image not found: {label}") from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         raise SiameseError(f"cannot decode image {label}: {exc}") from None
+
+
+def resize(rgb: np.ndarray, image_size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (image_size, image_size, 3) uint8, bilinear, as in training."""
+    if rgb.shape[:2] == (image_size, image_size):
+        return rgb
+    img = Image.fromarray(rgb).resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def decode_image(source, image_size: int, name: str | None = None) -> np.ndarray:
+    """Decode a path or file object to a (size, size, 3) uint8 RGB array: the whole frame, resized."""
+    return resize(decode_rgb(source, name), image_size)
 
 
 def to_model_input(images, norm: Normalization = NORMALIZATION):

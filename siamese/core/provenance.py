@@ -74,3 +74,14 @@ def native_bf16(device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def missing_module(module: str, hint: str) -> str | None:
+    """Why an optional dependency cannot be imported (with how to get it), or None."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else f"{module} is not installed ({hint})"

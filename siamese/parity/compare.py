@@ -35,6 +35,8 @@ class Tolerance:
     atol: float  # times the reference output's largest magnitude
     rtol: float  # times each reference element's own magnitude
     accuracy_delta: float  # largest allowed change of accuracy on labelled pairs (a fraction)
+    # the score compared element by element (False: through its decisions and accuracy only)
+    score_elements: bool = True
 
     @property
     def band(self) -> float:
@@ -53,8 +55,10 @@ TOLERANCES = {
     "bf16": Tolerance(atol=2e-2, rtol=2e-2, accuracy_delta=0.005),
     # INT8 (static, calibrated) is coarser than every float format: most features are within
     # 0.3% of their scale, but a few images with activations beyond the calibrated ranges are
-    # off by up to 20% of the scale (README, "CPU performance"); measured on the 1,000 LFW test pairs
-    "int8": Tolerance(atol=0.2, rtol=0.2, accuracy_delta=0.01),
+    # off by up to 20% of the scale (README, "CPU performance"); measured on the 1,000 LFW test pairs.
+    # Such a feature error moves a bce probability near 0.5, where the sigmoid is steepest, by more
+    # (0.22 measured on a trained bce export, 2026-12-02): the score is judged by its decisions
+    "int8": Tolerance(atol=0.2, rtol=0.2, accuracy_delta=0.01, score_elements=False),
 }
 
 
@@ -78,9 +82,12 @@ class OutputComparison:
     worst: float = 0.0  # max over elements of |a - r| / (atol * scale + rtol * |r|): passes at <= 1
     outside: int = 0  # elements beyond the per-element bound
     min_cosine: float | None = None  # per-row cosine similarity, for 2-D outputs (embeddings)
+    gating: bool = True  # False: reported, and judged only by being finite (Tolerance.score_elements)
 
     def describe(self) -> str:
-        status = "" if self.finite else " NON-FINITE"
+        status = ("" if self.finite else " NON-FINITE") + (
+            "" if self.gating else " (not gating: judged by its decisions)"
+        )
         return (
             f"{self.name}: max abs {self.max_abs:.3g}, rel {self.max_rel:.3g}, "
             f"{self.outside} elements out of tolerance (worst {self.worst:.2f}x){status}"
@@ -249,7 +256,10 @@ def compare_runs(
     result = ParityResult(precision, tol)
     for name, ref in reference.items():
         if name != "same":
-            result.outputs.append(compare_output(name, actual[name], ref, tol))
+            comparison = compare_output(name, actual[name], ref, tol)
+            if name == "score" and not tol.score_elements and "same" in reference:
+                comparison.gating, comparison.passed = False, comparison.finite
+            result.outputs.append(comparison)
     if "same" in reference:
         result.decisions = compare_decisions(
             actual["same"], reference["score"], reference["same"], threshold, tol, labels

@@ -94,23 +94,33 @@ def predict(model: SiameseNet, bank: ImageBank, pairs: PairSet, device, batch_si
     return model.score(model.compare(fa, fb)).float().cpu().numpy()
 
 
-def score_export(folder: Path, pairs, image_root: Path, runtime: str, policy: ExportPolicy) -> Scored:
+def score_export(
+    folder: Path, pairs, image_root: Path, runtime: str, policy: ExportPolicy, detect: bool = False
+) -> tuple[Scored, list]:
+    """The export's scores of `pairs` (and the pairs scored). `detect`: frame each image as the
+    export's framing says; pairs with an image where no face is found are left out, and said so."""
     from siamese.tasks.verify import Verifier
 
-    verifier = Verifier(folder, runtime, policy=policy)
+    verifier = Verifier(folder, runtime, policy=policy, detect=detect)
     rows = verifier.verify_pairs(pairs, image_root)
+    kept = [(p, r) for p, r in zip(pairs, rows, strict=True) if r.undecided is None]
+    left_out = len(pairs) - len(kept)
     meta = verifier.metadata
-    return Scored(
-        np.array([r.score for r in rows]),
-        np.array([p.same == 1 for p in pairs]),
+    described = verifier.folder.describe() + (f"\n{verifier.describe_framing()}" if detect else "")
+    if left_out:
+        described += f"\n{left_out} of {len(pairs)} pairs left out: no face found in an image"
+    scored = Scored(
+        np.array([r.score for _, r in kept]),
+        np.array([p.same == 1 for p, _ in kept]),
         None,
         meta.threshold,
         meta.higher_is_same,
         meta.variant,
         f"export {folder} ({runtime})",
-        verifier.folder.model_record(),
-        verifier.folder.describe(),
+        verifier.model_record(),
+        described,
     )
+    return scored, [p for p, _ in kept]
 
 
 def score_checkpoint(path: Path, pairs, image_root: Path, device: str = "cpu") -> Scored:
@@ -140,6 +150,7 @@ def evaluate(
     runtime: str = "ort-cpu",
     out: Path | None = None,
     policy: ExportPolicy = DEFAULT_POLICY,
+    detect: bool = False,
 ) -> Evaluation:
     """Score every pair of `pairs_file` with a checkpoint (.pt) or an export folder; write JSON and plots to `out`."""
     from siamese.tasks.verify import image_root_for
@@ -155,7 +166,11 @@ def evaluate(
     if out is not None:
         check_writable(out)
     if is_export:
-        scored = score_export(source, pairs, image_root, runtime, policy)
+        scored, pairs = score_export(source, pairs, image_root, runtime, policy, detect)
+        if len({p.same for p in pairs}) < 2:
+            raise SiameseError(f"{pairs_file}: too few pairs have a face in both images to evaluate")
+    elif detect:
+        raise SiameseError("--detect frames images as an export's metadata says: give an export folder")
     else:
         scored = score_checkpoint(source, pairs, image_root)
     folds = [p.fold for p in pairs]

@@ -15,8 +15,10 @@ from siamese.backends import create
 from siamese.core.errors import SiameseError
 from siamese.core.files import atomic_write, check_writable, write_json
 from siamese.core.pairs import Pair
-from siamese.core.preprocess import DECODE_WORKERS, check_pair_images, decode_image, image_file
-from siamese.core.spec import score_name
+from siamese.core.preprocess import DECODE_WORKERS, check_pair_images, image_file
+from siamese.core.spec import FEATURE_DIM, score_name
+from siamese.detect.frame import Framed, Framer, NoFace
+from siamese.detect.framing import Framing
 
 DEFAULT_RUNTIME = "ort-cpu"
 
@@ -27,13 +29,16 @@ class Verdict:
 
     image_a: str
     image_b: str
-    score: float  # a probability (bce) or a distance (contrastive)
-    same: bool  # at the export's threshold
+    score: float | None  # a probability (bce) or a distance (contrastive); None when undecided
+    same: bool | None  # at the export's threshold; None when undecided
     label: int | None = None  # the pair list's label, where it has one
+    faces_a: int | None = None  # faces found in each image (the largest is used); None: not detected
+    faces_b: int | None = None
+    undecided: str | None = None  # why there is no verdict (no face found in an image)
 
     @property
     def correct(self) -> bool | None:
-        return None if self.label is None else self.same == bool(self.label)
+        return None if self.label is None or self.same is None else self.same == bool(self.label)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +53,11 @@ class Verifier:
         runtime: str = DEFAULT_RUNTIME,
         threads: int | None = None,
         policy: ExportPolicy = DEFAULT_POLICY,
+        detect: bool = True,
+        save_crops: Path | None = None,
     ):
+        """`detect`: find the face and frame it as the export's training images (its metadata's
+        framing); False: the whole image, resized. `save_crops`: write what the network sees."""
         self.folder = ExportFolder.open(export or default_export(), policy)
         self.runner = create(runtime, threads)
         reason = self.runner.unavailable(self.folder)
@@ -56,6 +65,11 @@ class Verifier:
             raise SiameseError(f"runtime {runtime} cannot run here: {reason}")
         self.runner.load(self.folder, ("embedding", "compare"))
         self.metadata = self.folder.metadata
+        framing = self.metadata.framing if detect else Framing(kind="whole")
+        self.framer = Framer(framing, self.folder.image_size)
+        self.save_crops = save_crops
+        if save_crops is not None:
+            check_writable(save_crops)
 
     @property
     def threshold(self) -> float:
@@ -68,20 +82,52 @@ class Verifier:
             f"(same if {relation} {self.threshold:.4f})"
         )
 
-    def load_images(self, paths: list[Path]) -> np.ndarray:
-        size = self.folder.image_size
-        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-            return np.stack(list(pool.map(lambda p: decode_image(p, size), paths)))
+    def describe_framing(self) -> str:
+        return self.framer.framing.describe()
 
-    def decoded(self, batches: list[list[Path]]) -> Iterator[np.ndarray]:
-        """Each batch of images decoded while the runtime works on the one before it."""
+    def model_record(self) -> dict:
+        """The export's model record, and how this verifier frames its images."""
+        return {**self.folder.model_record(), "framing": self.framer.framing.kind}
+
+    def frame(self, path: Path, name: str | None = None) -> Framed:
+        framed = self.framer.load(path)
+        if self.save_crops is not None:
+            from PIL import Image
+
+            crop_file = self.save_crops / Path(name or Path(path).name).with_suffix(".png")
+            crop_file.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(framed.pixels).save(crop_file)
+        return framed
+
+    def frame_all(self, paths: list[Path], names: list[str] | None = None) -> list[Framed | NoFace]:
+        """Each image framed (decoded in parallel), or the NoFace that says why it could not be."""
+
+        def one(i: int) -> Framed | NoFace:
+            try:
+                return self.frame(paths[i], names[i] if names else None)
+            except NoFace as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
+            return list(pool.map(one, range(len(paths))))
+
+    def load_images(self, paths: list[Path]) -> np.ndarray:
+        """The network's input for each image; an image without a face raises NoFace."""
+        framed = self.frame_all(paths)
+        for f in framed:
+            if isinstance(f, NoFace):
+                raise f
+        return np.stack([f.pixels for f in framed])
+
+    def framed_ahead(self, batches: list[tuple[list[Path], list[str]]]) -> Iterator[list[Framed | NoFace]]:
+        """Each batch of (paths, names) framed while the runtime works on the one before it."""
         with ThreadPoolExecutor(max_workers=1) as ahead:
-            pending = [ahead.submit(self.load_images, paths) for paths in batches[:1]]
-            for paths in [*batches[1:], None]:
-                images = pending.pop().result()
-                if paths is not None:
-                    pending.append(ahead.submit(self.load_images, paths))
-                yield images
+            pending = [ahead.submit(self.frame_all, *batch) for batch in batches[:1]]
+            for batch in [*batches[1:], None]:
+                framed = pending.pop().result()
+                if batch is not None:
+                    pending.append(ahead.submit(self.frame_all, *batch))
+                yield framed
 
     def embed(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
         return np.concatenate([self.runner.embed(images[i : i + batch]) for i in range(0, len(images), batch)])
@@ -97,23 +143,46 @@ class Verifier:
         return np.concatenate([o["score"] for o in outs]), np.concatenate([o["same"] for o in outs]).astype(bool)
 
     def verify_files(self, a: Path, b: Path) -> Verdict:
-        features = self.embed(self.load_images([Path(a), Path(b)]))
+        """One pair; an image without a face raises NoFace, naming it."""
+        framed = self.frame_all([Path(a), Path(b)], [f"a-{Path(a).stem}", f"b-{Path(b).stem}"])
+        for f in framed:
+            if isinstance(f, NoFace):
+                raise f
+        features = self.embed(np.stack([f.pixels for f in framed]))
         score, same = self.decide(features, [0], [1])
-        return Verdict(str(a), str(b), float(score[0]), bool(same[0]))
+        faces = [f.faces if self.framer.detects else None for f in framed]
+        return Verdict(str(a), str(b), float(score[0]), bool(same[0]), None, *faces)
 
     def verify_pairs(self, pairs: list[Pair], image_root: Path, batch: int = 64) -> list[Verdict]:
-        """Every distinct image is decoded and embedded once, however many pairs it is in."""
+        """Every distinct image is decoded, framed and embedded once, however many pairs it is in.
+        A pair with an image where no face is found is undecided, and the others go on."""
         keys = sorted({k for p in pairs for k in (p.a, p.b)})
-        row = {k: i for i, k in enumerate(keys)}
-        batches = [[image_file(image_root, k) for k in keys[i : i + batch]] for i in range(0, len(keys), batch)]
-        features = np.concatenate([self.embed(images, batch) for images in self.decoded(batches)])
-        ia = np.array([row[p.a] for p in pairs])
-        ib = np.array([row[p.b] for p in pairs])
-        score, same = self.decide(features, ia, ib)
-        return [
-            Verdict(p.a, p.b, float(s), bool(d), None if p.same < 0 else p.same)
-            for p, s, d in zip(pairs, score, same, strict=True)
-        ]
+        chunks = [keys[i : i + batch] for i in range(0, len(keys), batch)]
+        framed: dict[str, Framed | NoFace] = {}
+        features = [np.zeros((0, FEATURE_DIM), np.float32)]
+        for chunk, found in zip(
+            chunks, self.framed_ahead([([image_file(image_root, k) for k in c], c) for c in chunks]), strict=True
+        ):
+            framed |= dict(zip(chunk, found, strict=True))
+            images = [f.pixels for f in found if not isinstance(f, NoFace)]
+            if images:
+                features.append(self.embed(np.stack(images), batch))
+        row = {k: i for i, k in enumerate(k for k in keys if not isinstance(framed[k], NoFace))}
+        decided = [p for p in pairs if p.a in row and p.b in row]
+        ia, ib = [row[p.a] for p in decided], [row[p.b] for p in decided]
+        score, same = self.decide(np.concatenate(features), ia, ib) if decided else ([], [])
+        answers = {id(p): (float(s), bool(d)) for p, s, d in zip(decided, score, same, strict=True)}
+
+        def faces(key: str) -> int | None:
+            return framed[key].faces if self.framer.detects and not isinstance(framed[key], NoFace) else None
+
+        verdicts = []
+        for p in pairs:
+            label = None if p.same < 0 else p.same
+            missing = [str(framed[k]) for k in (p.a, p.b) if isinstance(framed[k], NoFace)]
+            s, d = answers.get(id(p), (None, None))
+            verdicts.append(Verdict(p.a, p.b, s, d, label, faces(p.a), faces(p.b), "; ".join(missing) or None))
+        return verdicts
 
 
 def accuracy(rows: list[Verdict]) -> float | None:
@@ -157,6 +226,8 @@ def verify_pair_file(
     image_root: Path | None = None,
     output: Path | None = None,
     batch: int = 64,
+    detect: bool = True,
+    save_crops: Path | None = None,
 ) -> str:
     """Verify every pair of a pair list (labels optional); write the rows if asked; return a one-line summary.
 
@@ -170,14 +241,24 @@ def verify_pair_file(
     image_root = check_pair_images(image_root or image_root_for(pairs_file), (k for p in pairs for k in (p.a, p.b)))
     if output is not None:
         check_writable(output.parent)
-    verifier = Verifier(export, runtime, policy=policy)
+    verifier = Verifier(export, runtime, policy=policy, detect=detect, save_crops=save_crops)
     rows = verifier.verify_pairs(pairs, image_root, batch)
     if output:
-        write_results(rows, output, verifier.folder.model_record())
+        write_results(rows, output, verifier.model_record())
     acc = accuracy(rows)
-    same = sum(r.same for r in rows)
+    same = sum(bool(r.same) for r in rows)
+    undecided = [r for r in rows if r.undecided]
+    several = sum((r.faces_a or 0) > 1 or (r.faces_b or 0) > 1 for r in rows)
     return (
-        f"{verifier.folder.describe()}\n{len(rows)} pairs: {same} same, {len(rows) - same} different"
-        + (f"; accuracy {acc:.4f} on the labels" if acc is not None else "")
+        f"{verifier.folder.describe()}\n{verifier.describe_framing()}\n"
+        f"{len(rows)} pairs: {same} same, {len(rows) - same - len(undecided)} different"
+        + (f", {len(undecided)} undecided (no face found: {undecided[0].undecided}, ...)" if undecided else "")
+        + (
+            f"; accuracy {acc:.4f} on the {len(rows) - len(undecided)} decided labelled pairs"
+            if acc is not None
+            else ""
+        )
+        + (f"; {several} pairs had an image with several faces (the largest was used)" if several else "")
         + (f"; results in {output}" if output else "")
+        + (f"; crops in {save_crops}" if save_crops else "")
     )

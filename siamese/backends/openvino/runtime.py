@@ -11,8 +11,9 @@ import numpy as np
 
 from siamese.artifacts.folder import ExportFolder
 from siamese.artifacts.formats import artifact_name
-from siamese.backends.base import Abilities, Runner, missing_module
+from siamese.backends.base import Abilities, Runner
 from siamese.core.errors import SiameseError, first_line
+from siamese.core.provenance import missing_module
 
 IR_WEIGHTS = "openvino.bin"  # the one weights file of every OpenVINO IR of an export
 

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from siamese.artifacts.folder import TRITON_MODELS as MODEL_NAMES
-from siamese.backends.base import Abilities, Runner, missing_module
+from siamese.backends.base import Abilities, Runner
 from siamese.core.errors import SiameseError, first_line
+from siamese.core.provenance import missing_module
 
 TRITON_DTYPES = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}
 TIMEOUT_S = 60.0

