@@ -69,9 +69,9 @@ def main(
         r = verifier.verify_files(*images)
         click.echo(verifier.folder.describe())
         click.echo(verifier.describe_framing())
-        for name, faces in ((r.image_a, r.faces_a), (r.image_b, r.faces_b)):
-            if faces and faces > 1:
-                click.echo(f"{name}: {faces} faces found, the largest used")
+        for name, framed in ((r.image_a, r.framed_a), (r.image_b, r.framed_b)):
+            if framed:
+                click.echo(f"{name}: {framed}")
         click.echo(verifier.describe(r.score, r.same))
         if save_crops:
             click.echo(f"crops in {save_crops}")

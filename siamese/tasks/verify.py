@@ -34,6 +34,8 @@ class Verdict:
     label: int | None = None  # the pair list's label, where it has one
     faces_a: int | None = None  # faces found in each image (the largest is used); None: not detected
     faces_b: int | None = None
+    framed_a: str | None = None  # what detection did: the face's box and how it was framed
+    framed_b: str | None = None
     undecided: str | None = None  # why there is no verdict (no face found in an image)
 
     @property
@@ -151,7 +153,8 @@ class Verifier:
         features = self.embed(np.stack([f.pixels for f in framed]))
         score, same = self.decide(features, [0], [1])
         faces = [f.faces if self.framer.detects else None for f in framed]
-        return Verdict(str(a), str(b), float(score[0]), bool(same[0]), None, *faces)
+        how = [f.describe() if self.framer.detects else None for f in framed]
+        return Verdict(str(a), str(b), float(score[0]), bool(same[0]), None, *faces, *how)
 
     def verify_pairs(self, pairs: list[Pair], image_root: Path, batch: int = 64) -> list[Verdict]:
         """Every distinct image is decoded, framed and embedded once, however many pairs it is in.
@@ -176,12 +179,16 @@ class Verifier:
         def faces(key: str) -> int | None:
             return framed[key].faces if self.framer.detects and not isinstance(framed[key], NoFace) else None
 
+        def how(key: str) -> str | None:
+            return framed[key].describe() if self.framer.detects and not isinstance(framed[key], NoFace) else None
+
         verdicts = []
         for p in pairs:
             label = None if p.same < 0 else p.same
             missing = [str(framed[k]) for k in (p.a, p.b) if isinstance(framed[k], NoFace)]
             s, d = answers.get(id(p), (None, None))
-            verdicts.append(Verdict(p.a, p.b, s, d, label, faces(p.a), faces(p.b), "; ".join(missing) or None))
+            found = (faces(p.a), faces(p.b), how(p.a), how(p.b))
+            verdicts.append(Verdict(p.a, p.b, s, d, label, *found, "; ".join(missing) or None))
         return verdicts
 
 
