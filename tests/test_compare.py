@@ -196,3 +196,46 @@ def test_int8_judges_a_bce_score_by_its_decisions_not_its_elements():
     broken = {**actual, "score": np.where(np.arange(len(moved)) == 0, np.nan, moved).astype(np.float32)}
     assert not compare_runs(broken, run, threshold, tol, "int8", labels).passed
     assert not compare_runs(actual, run, threshold, TOLERANCES["bf16"], "bf16", labels).passed  # floats: elements gate
+
+
+def test_int8_is_judged_on_the_real_pairs_alone_and_refuses_without_them():
+    """Noise images fall outside an INT8 graph's calibrated ranges by design: a runner exact on
+    the labelled pairs and wild on the random ones passes at INT8, and fails at fp32."""
+    from types import SimpleNamespace
+
+    from siamese.core.errors import SiameseError
+    from siamese.parity.inputs import ParityInputs, check_runner
+
+    rng = np.random.default_rng(3)
+    n_real, n_random = 6, 4
+    images = rng.integers(0, 256, (2 * (n_real + n_random), 4, 4, 3), dtype=np.uint8)
+    labels = np.array([1, 0] * 3 + [-1] * n_random, np.int8)
+    inputs = ParityInputs(images[: n_real + n_random], images[n_real + n_random :], labels, "test")
+    noise = {bytes(img.tobytes()) for img in np.concatenate([inputs.image_a[n_real:], inputs.image_b[n_real:]])}
+
+    def exact(batch):
+        return batch.reshape(len(batch), -1)[:, :8].astype(np.float32) + 1
+
+    def features(batch):
+        f = exact(batch)
+        wild = np.array([bytes(img.tobytes()) in noise for img in batch])
+        return np.where(wild[:, None], f * 3, f)  # what a quantized graph may do to noise
+
+    def pair(a, b):
+        score = np.abs(features(a) - features(b)).sum(1) / 100
+        return {"score": score.astype(np.float32), "same": score < 1.0}
+
+    runner = SimpleNamespace(abilities=SimpleNamespace(precision="int8"), embed=features, pair=pair)
+    exact_score = np.abs(exact(inputs.image_a) - exact(inputs.image_b)).sum(1) / 100
+    reference = {
+        "features": exact(inputs.images),
+        "score": exact_score.astype(np.float32),
+        "same": exact_score < 1.0,
+    }
+    assert check_runner(runner, inputs, reference, 1.0, "int8").passed
+    runner.abilities.precision = "fp32"
+    assert not check_runner(runner, inputs, reference, 1.0, "fp32").passed
+    runner.abilities.precision = "int8"
+    unlabelled = ParityInputs(inputs.image_a, inputs.image_b, np.full(len(labels), -1, np.int8), "noise only")
+    with pytest.raises(SiameseError, match="judged on labelled real pairs"):
+        check_runner(runner, unlabelled, reference, 1.0, "int8")

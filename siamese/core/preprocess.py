@@ -3,11 +3,11 @@
 Only the formats in DECODED_FORMATS are decoded (Pillow knows dozens, some through outside
 programs: EPS through Ghostscript); any other is refused by name before its pixels are read.
 Every image, whatever its mode (L, RGBA, CMYK, P, 16-bit and float, ...), becomes 8-bit RGB
-as a viewer would show it (EXIF orientation applied), and is resized as a whole (no crop: LFW's deep-funneled faces are
-already centred and aligned) to a square `image_size` with Pillow's antialiased bilinear
-filter, and is kept as uint8 HWC.
+as a viewer would show it (EXIF orientation applied). Training resizes LFW's frames whole (the
+deep-funneled faces are centred and aligned) to a square `image_size` with Pillow's antialiased
+bilinear filter, kept as uint8 HWC; a photo is first framed like them (siamese.detect.frame).
 The network sees (x / 255 - mean) / std in NCHW float32. The same constants are stored in
-every checkpoint and export so that a client only decodes and resizes.
+every checkpoint and export so that a client only decodes, frames and resizes.
 """
 
 from __future__ import annotations

@@ -33,6 +33,15 @@ class ParityInputs:
     def images(self) -> np.ndarray:
         return np.concatenate([self.image_a, self.image_b])
 
+    def real_pairs(self, reference: dict) -> tuple[ParityInputs, dict]:
+        """The labelled pairs alone, and their rows of `reference` (features: a rows, then b rows)."""
+        keep = self.labels >= 0
+        n = len(self.labels)
+        kept = ParityInputs(self.image_a[keep], self.image_b[keep], self.labels[keep], f"{self.source}: labelled only")
+        rows = np.concatenate([np.flatnonzero(keep), n + np.flatnonzero(keep)])
+        subset = {k: (v[rows] if k == "features" else v[keep]) for k, v in reference.items()}
+        return kept, subset
+
 
 def parity_inputs(
     image_size: int, pairs_file: Path | None, n_pairs: int, n_random: int, seed: int = 0, image_root=None
@@ -78,6 +87,10 @@ def check_runner(runner, inputs: ParityInputs, reference: dict, threshold: float
     """The runner's outputs against the reference, at the coarser of its precision and the export's dtype."""
     precision = coarser(runner.abilities.precision, export_dtype)
     tol = tolerance_for(precision, overrides=overrides)
+    if tol.real_pairs_only:
+        if not (inputs.labels >= 0).any():
+            raise SiameseError(f"{precision} parity is judged on labelled real pairs: pass --pairs or set $SIAMESE_LFW")
+        inputs, reference = inputs.real_pairs(reference)
     return compare_runs(run_outputs(runner, inputs), reference, threshold, tol, precision, inputs.labels)
 
 
