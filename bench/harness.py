@@ -26,7 +26,7 @@ from bench.load import served_load
 from bench.machine import hardware_peak, machine_info
 from bench.params import NameList, tolerances
 from bench.report import header, incomparable, regressions, table, write_report
-from bench.result import BenchedExport, BenchResult, Peak, RuntimeResult
+from bench.result import BenchedExport, BenchResult, Peak, RuntimeResult, arithmetic_key
 from bench.timing import TimingConfig, measure, peak_gflops, summarize
 from siamese.artifacts.checkpoint import untrained_checkpoint
 from siamese.artifacts.folder import ExportFolder, ExportPolicy, default_export
@@ -291,7 +291,14 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
         ):
             device, precision = key.split("-")
             peaks[key] = peak_gflops(device, precision)
-            if limit := hardware_peak(device, precision):
+        for key in sorted(
+            {
+                arithmetic_key(r.abilities.device, r.abilities.precision, export.metadata.dtype, r.abilities.artifact)
+                for n, r in runners.items()
+                if n in runnable
+            }
+        ):
+            if limit := hardware_peak(*key.split("-")):
                 hardware[key] = limit
     result = BenchResult(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),

@@ -49,6 +49,10 @@ def cpu_flops_per_cycle(vendor: str, flags: set[str], precision: str) -> tuple[i
         return 1024, "AMX bf16: 1,024 FLOPs per cycle per core"
     if precision == "bf16" and "avx512_bf16" in flags:
         return 2 * fp32, f"{unit} bf16 dot products: twice the fp32 rate"
+    if precision == "int8" and "amx_int8" in flags:
+        return 2048, "AMX int8: 2,048 ops per cycle per core"
+    if precision == "int8" and ("avx512_vnni" in flags or "avx_vnni" in flags):
+        return 4 * fp32, f"{unit} VNNI int8 dot products: 4x the fp32 rate"
     return None
 
 

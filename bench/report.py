@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bench.result import BenchResult, RuntimeResult
+from bench.result import BenchResult, RuntimeResult, arithmetic_key
 from siamese.core.errors import SiameseError
 from siamese.core.files import write_json, write_png, write_text
 
@@ -48,7 +48,11 @@ def table(result: BenchResult) -> str:
                 rows.append(f"| {entry.name} | {entry.status} | | | | | | | | | | | | {parity_cell(entry)} |")
                 continue
             share = "-" if t.peak_share is None else f"{t.peak_share:.0%}" + ("*" if t.peak_share > 1 else "")
-            limit = result.hardware_peaks.get(f"{entry.abilities.get('device')}-{entry.abilities.get('precision')}")
+            abilities = entry.abilities
+            key = arithmetic_key(
+                abilities["device"], abilities["precision"], result.export.dtype, abilities["artifact"]
+            )
+            limit = result.hardware_peaks.get(key)
             hw = f"{t.gflops / limit.gflops:.0%}" if limit else "-"
             memory = "-" if t.peak_memory_mb is None else f"{t.peak_memory_mb:.0f}"
             rows.append(

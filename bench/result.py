@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from siamese.core.errors import SiameseError
 from siamese.core.records import from_dict
-from siamese.parity.compare import ParityResult
+from siamese.parity.compare import ParityResult, coarser
 
 SCHEMA = "siamese-bench/2"
 STATUSES = ("ok", "failed", "unavailable")
@@ -78,6 +78,14 @@ class RuntimeResult:
             timing=[TimingResult(**t) for t in d.get("timing", [])],
             load=[LoadResult(**x) for x in d.get("load", [])],
         )
+
+
+def arithmetic_key(device: str, runner_precision: str, export_dtype: str, artifact: str) -> str:
+    """Which hardware limit a runtime's figures are shares of: its device and the arithmetic it
+    runs. A graph runs at the coarser of the runtime's precision and the export's dtype (an fp32
+    runtime of an INT8 graph computes in int8); the weights (eager, torch.compile) are fp32
+    whatever the export's dtype, so those runtimes compute in their own precision."""
+    return f"{device}-{runner_precision if artifact == 'weights' else coarser(runner_precision, export_dtype)}"
 
 
 @dataclass

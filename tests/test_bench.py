@@ -462,6 +462,17 @@ def test_the_hardware_peak_states_its_assumptions_and_is_never_guessed():
     assert cpu_flops_per_cycle("GenuineIntel", {"avx512f", "amx_bf16"}, "bf16")[0] == 1024
     assert cpu_flops_per_cycle("GenuineIntel", {"sse4_2"}, "fp32") is None  # unknown: no figure, not a guess
     assert cpu_flops_per_cycle("GenuineIntel", {"avx2", "fma"}, "bf16") is None
+    assert cpu_flops_per_cycle("GenuineIntel", {"avx512f", "amx_int8"}, "int8")[0] == 2048
+    assert cpu_flops_per_cycle("AuthenticAMD", {"avx512f", "avx512_vnni"}, "int8")[0] == 128  # Zen 4 VNNI
+    assert cpu_flops_per_cycle("GenuineIntel", {"avx2", "fma"}, "int8") is None
+
+
+def test_a_runtime_of_an_int8_export_is_a_share_of_the_int8_limit():
+    from bench.result import arithmetic_key
+
+    assert arithmetic_key("cpu", "fp32", "int8", "openvino") == "cpu-int8"  # openvino-ir-cpu runs NNCF's kernels
+    assert arithmetic_key("cpu", "fp32", "int8", "weights") == "cpu-fp32"  # eager: the fp32 weights
+    assert arithmetic_key("cpu", "bf16", "fp32", "onnx") == "cpu-bf16"
 
 
 def test_the_table_shows_both_the_hardware_share_and_the_gemm_share(result):

@@ -34,7 +34,7 @@ class Framing:
     detector: str = "yunet"
     centre_x: float = 0.498
     centre_y: float = 0.510
-    side: float = 0.4185
+    side: float = 0.4261
     centre_tolerance: float = 0.06
     side_tolerance: float = 0.15
 
