@@ -181,3 +181,16 @@ def test_pasted_pairs_through_detection_score_as_their_lfw_originals(small_expor
     through_detection = np.array([r.score for r in framed.verify_pairs(pairs, tmp_path)])
     resized_whole = np.array([r.score for r in whole.verify_pairs(pairs, tmp_path)])
     assert np.abs(through_detection - original).mean() < 0.5 * np.abs(resized_whole - original).mean()
+
+
+def test_exif_orientation_is_applied_before_detection(lfw_root, tmp_path):
+    """A phone's portrait: pixels stored rotated, EXIF orientation 6 saying how to show them.
+    Detection sees the face upright, so it is found and framed as in LFW."""
+    detector_or_skip("yunet")
+    original = Image.open(lfw_root / LFW_IMAGES[0])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    original.rotate(90, expand=True).save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    framed = Framer(Framing(), 128).load(tmp_path / "portrait.jpg")
+    expected = resize(np.asarray(original.convert("RGB")), 128).astype(float)
+    assert framed.how.startswith("as is") and np.abs(framed.pixels.astype(float) - expected).mean() < 6
