@@ -1,10 +1,11 @@
 """Every study of bench/studies runs end to end at a tiny size, so none rots before it is needed
 again. (The INT8 study runs in test_export's INT8 test, beside the exports it reads.)"""
 
+import pytest
 from click.testing import CliRunner
 from refusals import GOOD_PAIRS, pair_list
 
-from bench.studies import ort_session, pair_workload, shared_weights, tolerances, train_step
+from bench.studies import detectors, ort_session, pair_workload, pasted, shared_weights, tolerances, train_step
 
 
 def run(command, args) -> str:
@@ -25,7 +26,7 @@ def test_shared_weights_times_both_graphs(contrastive_export):
 
 def test_pair_workload_agrees_with_the_naive_path(contrastive_export, image_folder):
     pairs = pair_list(image_folder, GOOD_PAIRS)
-    out = run(pair_workload, ["--export", contrastive_export, "--pairs", pairs, "--batch", "2"])
+    out = run(pair_workload, ["--export", contrastive_export, "--pairs", pairs, "--batch", "2", "--no-detect"])  # noise
     assert "decisions agree on 100.00% of pairs" in out
 
 
@@ -40,3 +41,18 @@ def test_train_step_times_a_mode():
 def test_tolerances_measures_each_precision(contrastive_export, lfw_dir):
     out = run(tolerances, ["--export", contrastive_export, "--pairs", "2"])
     assert {line.split(":")[0] for line in out.splitlines()} == {"bf16", "fp16", "tf32"}
+
+
+def test_detectors_measures_every_detector_and_the_framing(lfw_dir, tmp_path):
+    pytest.importorskip("skimage", reason="the face-free photos are scikit-image's (the dev extra)")
+    out = run(detectors, ["--lfw", lfw_dir, "--limit", "10", "--json", tmp_path / "d.json"])
+    assert '"with_a_face": 10' in out and "framing_on_training_identities" in out
+
+
+def test_pasted_verifies_originals_pasted_and_whole(contrastive_export, lfw_dir, tmp_path):
+    pytest.importorskip("skimage", reason="the natural backgrounds are scikit-image's photos (the dev extra)")
+    out = run(
+        pasted, ["--export", contrastive_export, "--lfw", lfw_dir, "--limit", "4", "--figure", tmp_path / "f.png"]
+    )
+    assert "pasted, whole frame (--no-detect)" in out and "'decided': 4" in out
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

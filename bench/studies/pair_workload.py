@@ -43,11 +43,12 @@ def naive(verifier: Verifier, pairs, root: Path, batch: int) -> np.ndarray:
 @click.option("--runtime", default="ort-cpu")
 @click.option("--batch", type=click.IntRange(min=1), default=64)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--detect/--no-detect", default=True, help="frame each face as siamese-verify does")
 @user_errors
-def main(export: Path, pairs_file: Path, runtime: str, batch: int, threads: int | None) -> None:
+def main(export: Path, pairs_file: Path, runtime: str, batch: int, threads: int | None, detect: bool) -> None:
     pairs = read_pairs(pairs_file, labels_required=False)
     root = check_pair_images(image_root_for(pairs_file), (k for p in pairs for k in (p.a, p.b)))
-    verifier = Verifier(export, runtime, threads, ExportPolicy())
+    verifier = Verifier(export, runtime, threads, ExportPolicy(), detect=detect)
     distinct = len({k for p in pairs for k in (p.a, p.b)})
     start = time.perf_counter()
     naive_same = naive(verifier, pairs, root, batch)
