@@ -47,6 +47,15 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
+def _model(s: TrainingSummary) -> str:
+    return f"{s.variant}, {s.head} head" if s.variant == "bce" else s.variant
+
+
+def _test_accuracy(s: TrainingSummary, with_n: bool) -> str:
+    low, high = wilson_interval(s.accuracy, s.n_test_pairs)
+    return f"**{s.accuracy:.3f}** ({low:.3f}-{high:.3f}{f', n = {s.n_test_pairs}' if with_n else ''})"
+
+
 def training_page(summaries: list[tuple[str, TrainingSummary]]) -> str:
     rows = [
         "| run | model | epochs | precision | val accuracy | test accuracy (95% CI) | test AUC | EER "
@@ -55,11 +64,9 @@ def training_page(summaries: list[tuple[str, TrainingSummary]]) -> str:
     ]
     commands = []
     for name, s in summaries:
-        low, high = wilson_interval(s.accuracy, s.n_test_pairs)
-        model = f"{s.variant}, {s.head} head" if s.variant == "bce" else s.variant
         rows.append(
-            f"| {name} | {model} | {s.epochs} | {s.config.get('amp', '-')} | {_figure(s.val_accuracy)} "
-            f"| **{s.accuracy:.3f}** ({low:.3f}-{high:.3f}, n = {s.n_test_pairs}) | {s.auc:.3f} | {s.eer:.3f} "
+            f"| {name} | {_model(s)} | {s.epochs} | {s.config.get('amp', '-')} | {_figure(s.val_accuracy)} "
+            f"| {_test_accuracy(s, with_n=True)} | {s.auc:.3f} | {s.eer:.3f} "
             f"| {_figure(s.tar_at_far.get('0.001'))} | {s.threshold:.4g} | {_minutes(s.wall_time_s)} "
             f"| {s.host or '-'} | {(s.finished or '-')[:10]} | {(s.git_commit or '-')[:7]} |"
         )
@@ -95,11 +102,9 @@ def readme_table(summaries: list[tuple[str, TrainingSummary]]) -> str:
         "|---" * 9 + "|",
     ]
     for _, s in latest.values():
-        low, high = wilson_interval(s.accuracy, s.n_test_pairs)
-        model = f"{s.variant}, {s.head} head" if s.variant == "bce" else s.variant
         rows.append(
-            f"| {model} | `{s.command or '-'}` | {s.epochs} | {_figure(s.val_accuracy)} | **{s.accuracy:.3f}** "
-            f"({low:.3f}-{high:.3f}) | {s.auc:.3f} | {s.eer:.3f} | {_minutes(s.wall_time_s)} "
+            f"| {_model(s)} | `{s.command or '-'}` | {s.epochs} | {_figure(s.val_accuracy)} "
+            f"| {_test_accuracy(s, with_n=False)} | {s.auc:.3f} | {s.eer:.3f} | {_minutes(s.wall_time_s)} "
             f"| {s.host or '-'}, {(s.finished or '-')[:10]}, {(s.git_commit or '-')[:7]} |"
         )
     return "\n".join(rows if latest else ["No LFW run is recorded yet."])
