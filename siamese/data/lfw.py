@@ -106,8 +106,11 @@ def _image_roots(folder: Path) -> list[Path]:
     return [d for d in sorted(folder.glob("lfw*")) if d.is_dir() and _looks_like_image_root(d)]
 
 
-def locate_lfw(data: Path, cache_dir: Path = DEFAULT_CACHE) -> LFWLocation:
-    """Resolve --data (a folder with pair files, an image root, or a .tgz) to images and pair files."""
+def locate_lfw(data: Path | None, cache_dir: Path = DEFAULT_CACHE) -> LFWLocation:
+    """Resolve --data (a folder with pair files, an image root, or a .tgz) to images and pair
+    files; None (what find_lfw returns when there is no copy) is the error that says where to get one."""
+    if data is None:
+        raise SiameseError(describe_lfw(cache_dir)[-1])
     data = Path(data)
     if not data.exists():
         raise SiameseError(f"data path not found: {data}")
