@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 
 from bench.result import Machine, Peak
 from siamese.core.provenance import cpu_model, git_commit, library_versions
@@ -114,3 +115,35 @@ def machine_info(threads: int | None = None) -> Machine:
         versions=library_versions(),
         git_commit=git_commit(),
     )
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds every process spent busy since boot, the hypervisor's other guests (steal) included."""
+    import psutil
+
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    counted_twice = getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)  # Linux folds them into user
+    return sum(t) - idle - counted_twice
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class OthersLoad:
+    """The share of the machine's CPUs that other processes, and on a VM other guests, took while
+    the block ran: 0 on a quiet machine, 0.5 when another process holds one core of two. Timings
+    taken beside such a load say little about the code (bench.report.regressions)."""
+
+    share: float | None = None
+
+    def __enter__(self) -> OthersLoad:
+        self._start = (_busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        busy0, own0, wall0 = self._start
+        busy, own, wall = _busy_cpu_seconds() - busy0, _own_cpu_seconds() - own0, time.perf_counter() - wall0
+        self.share = max(0.0, busy - own) / (wall * (os.cpu_count() or 1)) if wall > 0 else None

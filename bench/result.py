@@ -33,6 +33,9 @@ class TimingResult:
     first_call_ms: float  # the first call at this batch size: compilation, engine build, allocation
     with_copy_ms: float | None = None  # median when every call starts from host memory (device runtimes)
     peak_memory_mb: float | None = None  # device memory, where the device reports it
+    # share of the machine's CPUs others took during the timed calls (bench.machine.OthersLoad);
+    # None for a served runtime (its server is another process) or a result from before it was measured
+    others_load: float | None = None
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Runtimes whose calls return when the work is done are timed with perf_counter (ONNX Runtime
 CUDA: run_with_iobinding plus synchronize_outputs); torch CUDA runtimes with CUDA events.
-The timed calls are split into repeats; the spread of the repeats' medians is the run-to-run
-noise that `--compare` must exceed before it calls a change a regression.
+The timed calls are split into repeats; the spread of the repeats' medians shows the run's
+noise (`--compare` times a suspected regression again rather than trusting one pass).
 """
 
 from __future__ import annotations
