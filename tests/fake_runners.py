@@ -50,18 +50,22 @@ class Slowed(Eager):
 
 
 class SlowPatch(Slowed):
-    """Slowed only for the next `calls` pair calls of any instance: a neighbour that took the cores
-    for a few seconds, not code that got slower."""
+    """Slowed by `delay` in every pair call, and by `extra` more in the next `calls` pair calls of
+    any instance: a neighbour that took the cores for a few seconds, not code that got slower."""
 
     calls = 0
     seen = 0  # pair calls so far, slow or not
+
+    def __init__(self, extra: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.extra = extra
 
     def forward(self, graph, inputs):
         SlowPatch.seen += graph == "pair"
         if graph == "pair" and SlowPatch.calls > 0:
             SlowPatch.calls -= 1
-            time.sleep(self.delay)
-        return Eager.forward(self, graph, inputs)
+            time.sleep(self.extra)
+        return super().forward(graph, inputs)
 
 
 class Scaled(Eager):
