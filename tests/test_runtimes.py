@@ -62,6 +62,7 @@ def test_eager_baseline_is_contiguous_nchw_and_channels_last_is_channels_last(ex
     assert w.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.gpu
 def test_pt2_moves_to_another_device_with_no_cpu_pinned(export):
     """A saved program pins device=cpu; moved (here to meta, on a GPU to cuda) no node keeps it."""
     from siamese.backends.torch.pt2 import load_program
@@ -77,6 +78,7 @@ def test_pt2_moves_to_another_device_with_no_cpu_pinned(export):
     assert out.device.type == "meta" and out.shape == (3, 1024)
 
 
+@pytest.mark.gpu
 def test_fp32_runners_turn_tf32_off_and_tf32_runners_on():
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     with cuda_math(allow_tf32=False):
