@@ -30,7 +30,6 @@ from siamese.core.errors import SiameseError, first_line, user_errors
 from siamese.core.files import write_json, write_text
 
 SCHEMA = "siamese-gpu-check/1"
-STATUSES = ("ok", "failed", "unavailable")
 
 
 @dataclass
@@ -76,19 +75,17 @@ def _run(command: list[str], log: Path, timeout: float) -> int:
 
 
 def environment(cfg: CheckConfig) -> dict:
-    import importlib.metadata
-
     import torch
 
     from bench.machine import machine_info
     from bench.timing import peak_gflops
+    from siamese.core.provenance import version
 
-    facts: dict = {"machine": asdict(machine_info(cfg.threads))}
-    for package in ("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt", "openvino"):
-        try:
-            facts.setdefault("versions", {})[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            facts.setdefault("versions", {})[package] = None
+    machine = asdict(machine_info(cfg.threads))  # torch, ONNX Runtime (CPU and GPU) and more among its versions
+    facts: dict = {
+        "machine": machine,
+        "versions": {**machine["versions"], **{d: version(d) for d in ("tensorrt", "openvino")}},
+    }
     facts["torch_cuda"], facts["cudnn"] = torch.version.cuda, torch.backends.cudnn.version()
     try:
         import onnxruntime

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -209,9 +209,12 @@ def best_of(first: BenchResult, second: BenchResult) -> BenchResult:
     slows a measurement down, so the faster of two is the nearer to the truth."""
     again = {(e.name, t.batch): t for e in second.runtimes for t in e.timing}
     for entry in first.runtimes:
-        entry.timing = [
-            min((t, again.get((entry.name, t.batch)) or t), key=lambda x: x.latency_ms["median"]) for t in entry.timing
-        ]
+        timing = []
+        for t in entry.timing:
+            second_t = again.get((entry.name, t.batch))
+            best = min((t, second_t or t), key=lambda x: x.latency_ms["median"])
+            timing.append(replace(best, passes=t.passes + 1) if second_t else best)
+        entry.timing = timing
     for key, peak in second.peaks.items():
         if key not in first.peaks or peak.gflops > first.peaks[key].gflops:
             first.peaks[key] = peak

@@ -36,6 +36,7 @@ class TimingResult:
     # share of the machine's CPUs others took during the timed calls (bench.machine.OthersLoad);
     # None for a served runtime (its server is another process) or a result from before it was measured
     others_load: float | None = None
+    passes: int = 1  # 2: timed again by --compare, these figures the faster pass's (bench.report.best_of)
 
 
 @dataclass
