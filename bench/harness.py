@@ -205,28 +205,35 @@ def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Pea
     return result
 
 
-def _child(name, spec, export_path, policy, inputs, reference, cfg, peak, flops, conn):
+def _child(conn) -> None:
+    # The work comes over the pipe, not as spawn arguments: spawn's own bootstrap then stays small
+    # enough for the pipe's buffer, so a parent stopped at any moment never leaves it half-read
+    # (a child traceback), and each way the parent can vanish below ends the child quietly.
     die_with_parent(multiprocessing.parent_process().pid)  # a benchmark whose parent is gone only burns the machine
+    try:
+        name, spec, export_path, policy, inputs, reference, cfg, peak, flops = conn.recv()
+    except EOFError:  # the parent died while it sent the work
+        raise SystemExit(128 + signal.SIGTERM) from None
     runner = spec.create(name, cfg.threads)
     result = bench_runtime(runner, ExportFolder.open(export_path, policy), inputs, reference, cfg, peak, flops)
-    conn.send(result.to_dict())
+    try:
+        conn.send(result.to_dict())
+    except BrokenPipeError:  # the parent died while this child benchmarked
+        raise SystemExit(128 + signal.SIGTERM) from None
     conn.close()
 
 
 def bench_isolated(name: str, spec: RunnerSpec, export, inputs, reference, cfg, peak, flops) -> RuntimeResult:
     """bench_runtime in a child process: a crash there (a segfault, an abort) is this runtime's failure."""
     context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_child,
-        args=(name, spec, str(export.path), export.policy, inputs, reference, cfg, peak, flops, send),
-        daemon=True,
-    )
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_child, args=(theirs,), daemon=True)
     child.start()
-    send.close()
+    theirs.close()
     try:
-        data = receive.recv()
-    except EOFError:  # the child died before it could answer
+        ours.send((name, spec, str(export.path), export.policy, inputs, reference, cfg, peak, flops))
+        data = ours.recv()
+    except (EOFError, BrokenPipeError):  # the child died before it could answer
         data = None
     child.join()
     if data is not None:
