@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SKIP = re.compile(r"<!-- doc-test: skip: (.+?) -->")
 # the quick start as written, at sizes CI can afford (same commands and options otherwise)
-SHRINK = {"--epochs 3": "--epochs 1 --pairs-per-epoch 512"}  # timings stay as written: --compare needs them
+SHRINK = {"--epochs 3": "--epochs 1 --pairs-per-epoch 256"}  # timings stay as written: --compare needs them
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,8 @@ def loaded(dest, runtime="ort-cpu", graphs=GRAPHS):
 
 
 @pytest.fixture(scope="module", params=["bce", "contrastive"])
-def exported(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(request.param)
-    ckpt = make_test_checkpoint(tmp / "checkpoint.pt", request.param, SIZE)
-    dest, checks = export_checkpoint(
-        ckpt, tmp / "exports", formats=FORMATS_HERE, n_pairs=8, log=lambda m: None, untrained=True
-    )
-    return ckpt, dest, checks
+def exported(request, small_export):
+    return small_export(request.param)
 
 
 def random_images(n, size=SIZE, seed=1):

@@ -99,13 +99,13 @@ def test_a_resume_logs_the_epoch_that_a_kill_saved_but_did_not_log(tmp_path):
     assert lines[:2] == logged and [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
 
 
-def train_process(out: Path, epochs: int, resume: bool = False) -> subprocess.Popen:
+def train_process(out: Path, epochs: int, resume: bool = False, output=subprocess.PIPE) -> subprocess.Popen:
     args = [*TINY, "--pairs-per-epoch", "2048", "--epochs", str(epochs), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the same float sums in every run
     code = "from siamese.cli.train import main; main()"
     return subprocess.Popen(
         [sys.executable, "-c", code, *args, *(["--resume"] if resume else [])],
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         env=env,
     )
@@ -120,8 +120,8 @@ def without_times(metrics: Path) -> list[dict]:
 
 def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert train_process(whole, 3).wait(timeout=300) == 0
-
+    # one thread each, so the two runs share the machine's cores; its output to a file, not a pipe nobody reads
+    uninterrupted = train_process(whole, 3, output=(tmp_path / "whole.log").open("wb"))
     proc = train_process(killed, 3)
     metrics = killed / "synthetic" / "contrastive" / "metrics.jsonl"
     deadline = time.time() + 300
@@ -140,6 +140,7 @@ def test_sigkill_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     output = resumed.communicate(timeout=300)[0].decode()
     assert resumed.returncode == 0, output
     assert f"after epoch {saved_before_kill}" in output
+    assert uninterrupted.wait(timeout=300) == 0
 
     a = load_checkpoint(whole / "synthetic" / "contrastive" / "checkpoint.pt")
     b = load_checkpoint(killed / "synthetic" / "contrastive" / "checkpoint.pt")
