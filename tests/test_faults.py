@@ -113,7 +113,7 @@ def train_process(out: Path, epochs: int, resume: bool = False, output=subproces
 
 def without_times(metrics: Path) -> list[dict]:
     return [
-        {k: v for k, v in json.loads(x).items() if k not in ("epoch_s", "images_per_s")}
+        {k: v for k, v in json.loads(x).items() if k not in ("epoch_s", "images_per_s", "data_s")}
         for x in metrics.read_text().splitlines()
     ]
 

@@ -14,11 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: run bench/gpu_check.sh for real")
-def test_the_dry_gpu_check_runs_every_step_and_says_why_cuda_is_unavailable(tmp_path):
+def test_the_dry_gpu_check_runs_every_step_and_says_why_cuda_is_unavailable(tmp_path, lfw_dir, cache_dir):
+    pack = tmp_path / "pack"
+    made = subprocess.run(
+        [sys.executable, "-m", "siamese.cli.data", "pack", str(pack), "--data", str(lfw_dir), "--image-size", "16"]
+        + ["--cache", str(cache_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0 and "training identities at 16 px" in made.stdout, made.stderr[-2000:]
     out = tmp_path / "gpu-check"
     env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run(
-        ["bash", str(ROOT / "bench" / "gpu_check.sh"), str(out), "--dry"],
+        ["bash", str(ROOT / "bench" / "gpu_check.sh"), str(out), "--dry", "--pack", str(pack)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -38,7 +47,11 @@ def test_the_dry_gpu_check_runs_every_step_and_says_why_cuda_is_unavailable(tmp_
     assert tests["status"] == "ok" and tests["facts"]["tests"] > 10 and tests["facts"]["skipped"] > 0, tests
     assert tests["facts"]["failed_tests"] == []
 
-    assert steps["03-training"]["status"] == "unavailable" and "training pack" in steps["03-training"]["reason"]
+    training = steps["03-training"]
+    assert training["status"] == "ok" and training["facts"]["device"] == "cpu", training
+    (epoch,) = training["facts"]["epochs"]
+    assert epoch["images_per_s"] > 0 and 0 < epoch["data_share"] < 1, epoch
+    assert 5_000 < training["facts"]["train_images_per_epoch"] < 7_000  # View 1's training people, less validation
 
     bench = steps["04-bench"]
     assert bench["status"] == "ok", bench
@@ -46,11 +59,12 @@ def test_the_dry_gpu_check_runs_every_step_and_says_why_cuda_is_unavailable(tmp_
     cuda = [r for name, r in rows.items() if name.endswith("cuda") or "tensorrt" in name]
     assert len(cuda) >= 10 and all(r["status"] == "unavailable" and r["why"] for r in cuda), cuda
     assert rows["eager-fp32-cpu"]["status"] == "ok" and rows["eager-fp32-cpu"]["best_pairs_per_s"] > 0
-    assert "UNTRAINED" in bench["facts"]["weights"]
+    assert "UNTRAINED" not in bench["facts"]["weights"] and "trained-here" in bench["facts"]["export"]
 
     profile = steps["05-profile"]
     assert profile["status"] == "ok" and profile["facts"]["batch"] == 2 and profile["facts"]["top"], profile
     assert 0.99 < sum(k["share"] for k in profile["facts"]["top"]) <= 1.0 or len(profile["facts"]["top"]) == 15
 
     summary = (out / "summary.md").read_text()
-    assert "dry run, no GPU" in summary and "| eager-fp32-cpu | ok |" in summary and "UNTRAINED" in summary
+    assert "dry run, no GPU" in summary and "| eager-fp32-cpu | ok |" in summary and "trained by step 3" in summary
+    assert "Training on cpu (16 px pack)" in summary

@@ -24,6 +24,8 @@ class EpochStats:
     images_per_s: float
     lr_end: float
     epoch_s: float
+    # of epoch_s, the time spent drawing, augmenting and moving batches to the device (None: not measured)
+    data_s: float | None = None
     val_accuracy: float | None = None  # at the validation pairs' own best threshold
     val_auc: float | None = None
     # {option: [before, after]} where a resumed run changed its recipe (--allow-recipe-change)

@@ -42,6 +42,28 @@ def synthetic(dest, n_pairs, image_size):
 
 
 @main.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help="LFW folder or .tgz; default: $SIAMESE_LFW, ./cache/lfw")
+@click.option("--image-size", type=click.IntRange(8, 1024), default=128, show_default=True)
+@click.option("--quality", type=click.IntRange(50, 100), default=90, show_default=True, help="JPEG quality")
+@click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@user_errors
+def pack(dest, data, image_size, quality, cache):
+    """Write a training pack to DEST: the images one LFW training run decodes, resized and
+    re-encoded, with the pair files (for a machine without LFW: the GPU check; not for accuracy)."""
+    from siamese.data.lfw import find_lfw, locate_lfw
+    from siamese.data.pack import write_pack
+
+    source = data or find_lfw(cache)
+    locate_lfw(source, cache)  # no copy found: the error that says where to get one
+    record = write_pack(source, dest, image_size, quality, cache)
+    click.echo(
+        f"{dest}: {record.images} images of {record.train_identities} training identities at {image_size} px, "
+        f"{record.image_bytes / 2**20:.1f} MiB; train on it with: siamese-train --data {dest}"
+    )
+
+
+@main.command()
 @click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
 @click.option("--exports", type=click.Path(path_type=Path), default=Path("exports"), show_default=True)
 @user_errors

@@ -389,6 +389,15 @@ def _person_images(root: Path, person: str) -> list[str]:
     return sorted(f"{person}/{f.name}" for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def run_images(root: Path, train: list[Pair], test: list[Pair], all_identity_images: bool = True) -> set[str]:
+    """The keys of every image a run decodes: both pair lists' and, with `all_identity_images`,
+    every image of each training identity (the pool that identity batches draw from)."""
+    keys = {k for p in train + test for k in (p.a, p.b)}
+    if all_identity_images:
+        keys |= {k for person in sorted(identities(train)) for k in _person_images(root, person)}
+    return keys
+
+
 def load_lfw(
     data: Path,
     image_size: int,
@@ -421,8 +430,7 @@ def load_lfw(
             f"{train_file} and {test_file} share {len(shared)} identities (e.g. {', '.join(shared[:3])}): "
             "training would see test identities"
         )
-    pool = {p: _person_images(loc.image_root, p) for p in sorted(train_ids)} if all_identity_images else {}
-    keys = {k for p in train + test for k in (p.a, p.b)} | {k for ks in pool.values() for k in ks}
+    keys = run_images(loc.image_root, train, test, all_identity_images)
     bank = ImageBank.decode(loc.image_root, sorted(keys), image_size, desc="decoding LFW")
     by_identity: dict[str, list[int]] = {}
     for k in keys:

@@ -130,14 +130,37 @@ def check_ranks_agree(model: SiameseNet, world: Distributed, epoch: int) -> list
     return digests
 
 
-def batch_loss(step: nn.Module, batch: PairSet | IdentityBatch, bank: ImageBank, device, aug, g):
-    """(loss, pairs it averages, images it embedded) of one training step."""
+@dataclass(frozen=True)
+class StepInputs:
+    """One training step's batch, on the device: what the loss is computed from."""
+
+    images: torch.Tensor  # (N, 3, S, S) normalised, augmented
+    labels: torch.Tensor  # identities (by_identity) or same-person flags of the N / 2 pairs
+    by_identity: bool
+    n_pairs: int  # pairs the loss averages
+
+
+def prepare_batch(batch: PairSet | IdentityBatch, bank: ImageBank, device, aug, g) -> StepInputs:
     if isinstance(batch, IdentityBatch):
         n = len(batch.rows)
-        loss = step(pair_batch(bank, batch.rows, device, aug, g), batch.identity.to(device), True)
-        return loss, n * (n - 1) // 2, n
+        return StepInputs(
+            pair_batch(bank, batch.rows, device, aug, g), batch.identity.to(device), True, n * (n - 1) // 2
+        )
     images = torch.cat([pair_batch(bank, rows, device, aug, g) for rows in (batch.a, batch.b)])
-    return step(images, batch.same.to(device), False), len(batch), 2 * len(batch)
+    return StepInputs(images, batch.same.to(device), False, len(batch))
+
+
+def batch_loss(step: nn.Module, inputs: StepInputs):
+    """(loss, pairs it averages, images it embedded) of one training step."""
+    return step(inputs.images, inputs.labels, inputs.by_identity), inputs.n_pairs, len(inputs.images)
+
+
+def settled(device) -> float:
+    """The clock once the device has done all it was given: on CUDA the host runs ahead, and a
+    batch's copy to the GPU would otherwise wait for the last step and be counted as data time."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
@@ -195,7 +218,7 @@ def train_one_epoch(
     batches = world.shard(epoch_batches(dataset, cfg, g))
     aug_g = torch.Generator().manual_seed(cfg.seed * 10**6 + epoch * 10**3 + world.rank) if world.enabled else g
     aug = AugmentConfig() if cfg.augment else None
-    total_loss, seen, images, start = 0.0, 0, 0, time.perf_counter()
+    total_loss, seen, images, data_s, start = 0.0, 0, 0, 0.0, time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     quiet = None if world.is_main else True  # None: tqdm's own choice (off when not a terminal)
     label = f"{model.config.name} epoch {epoch}"
@@ -205,7 +228,10 @@ def train_one_epoch(
         lr = learning_rate(cfg, (epoch - 1 + step / len(batches)) / cfg.epochs_used)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, n_pairs, n_images = batch_loss(step_loss, batch, dataset.bank, device, aug, aug_g)
+        started = settled(device)
+        inputs = prepare_batch(batch, dataset.bank, device, aug, aug_g)
+        data_s += settled(device) - started
+        loss, n_pairs, n_images = batch_loss(step_loss, inputs)
         # summed over ranks before the check, so that all stop together rather than some waiting forever
         batch_total, n_pairs, n_images = world.sum([loss.item() * n_pairs, n_pairs, n_images])
         if not math.isfinite(batch_total):
@@ -227,6 +253,7 @@ def train_one_epoch(
         "images_per_s": images / elapsed,
         "lr_end": lr,
         "epoch_s": elapsed,
+        "data_s": data_s,
     }
 
 
