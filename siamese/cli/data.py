@@ -51,12 +51,11 @@ def synthetic(dest, n_pairs, image_size):
 def pack(dest, data, image_size, quality, cache):
     """Write a training pack to DEST: the images one LFW training run decodes, resized and
     re-encoded, with the pair files (for a machine without LFW: the GPU check; not for accuracy)."""
-    from siamese.data.lfw import find_lfw, locate_lfw
+    from siamese.data.lfw import find_lfw
     from siamese.data.pack import write_pack
 
-    source = data or find_lfw(cache)
-    locate_lfw(source, cache)  # no copy found: the error that says where to get one
-    record = write_pack(source, dest, image_size, quality, cache)
+    # no copy found (None): write_pack's first step, locate_lfw, says where to get one
+    record = write_pack(data or find_lfw(cache), dest, image_size, quality, cache)
     click.echo(
         f"{dest}: {record.images} images of {record.train_identities} training identities at {image_size} px, "
         f"{record.image_bytes / 2**20:.1f} MiB; train on it with: siamese-train --data {dest}"
