@@ -162,8 +162,7 @@ def test_pasted_pairs_through_detection_score_as_their_lfw_originals(small_expor
     """The pasted-photo study (bench.studies.pasted) at CI size: a few test pairs pasted into
     larger scenes score, through detection and framing, close to their originals; resized whole,
     far from them."""
-    from bench.studies.detectors import face_free_images
-    from bench.studies.pasted import paste
+    from bench.studies.pasted import paste_images
     from siamese.core.pairs import read_pairs
     from siamese.tasks.verify import Verifier
 
@@ -171,16 +170,15 @@ def test_pasted_pairs_through_detection_score_as_their_lfw_originals(small_expor
     pytest.importorskip("skimage", reason="the natural backgrounds are scikit-image's photos (the dev extra)")
     listed = read_pairs(lfw_dir / "pairsDevTest.txt")
     pairs = [listed[0], listed[1], listed[500], listed[501]]  # two same, two different
-    rng, backgrounds = np.random.default_rng(0), [img for _, img in face_free_images()]
-    for key in {k for p in pairs for k in (p.a, p.b)}:
-        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(paste(decode_rgb(lfw_root / key), rng, backgrounds)).save(tmp_path / key)
+    scenes, cut_outs = paste_images(sorted({k for p in pairs for k in (p.a, p.b)}), lfw_root, tmp_path, seed=0)
     _, export, _ = small_export("contrastive")
     framed, whole = Verifier(export, detect=True), Verifier(export, detect=False)
     original = np.array([r.score for r in whole.verify_pairs(pairs, lfw_root)])
-    through_detection = np.array([r.score for r in framed.verify_pairs(pairs, tmp_path)])
-    resized_whole = np.array([r.score for r in whole.verify_pairs(pairs, tmp_path)])
+    cut_out = np.array([r.score for r in whole.verify_pairs(pairs, cut_outs)])
+    through_detection = np.array([r.score for r in framed.verify_pairs(pairs, scenes)])
+    resized_whole = np.array([r.score for r in whole.verify_pairs(pairs, scenes)])
     assert np.abs(through_detection - original).mean() < 0.5 * np.abs(resized_whole - original).mean()
+    assert np.abs(cut_out - original).mean() < 0.5 * np.abs(resized_whole - original).mean()
 
 
 def test_exif_orientation_is_applied_before_detection(lfw_root, tmp_path):

@@ -55,4 +55,5 @@ def test_pasted_verifies_originals_pasted_and_whole(contrastive_export, lfw_dir,
         pasted, ["--export", contrastive_export, "--lfw", lfw_dir, "--limit", "4", "--figure", tmp_path / "f.png"]
     )
     assert "pasted, whole frame (--no-detect)" in out and "'decided': 4" in out
+    assert "pasted, cut out where it was pasted" in out and "framed vs cut out where pasted" in out
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
