@@ -2,6 +2,7 @@ import io
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -205,6 +206,24 @@ def test_a_training_pack_holds_what_a_run_decodes_at_the_training_size(tmp_path)
     packed = load_lfw(tmp_path / "pack", 16, cache_dir=tmp_path / "cache")
     assert packed.bank.keys == original.bank.keys and packed.info["n_train_identity_images"] == 6
     assert (packed.bank.images.int() - original.bank.images.int()).abs().max() <= 8  # one more JPEG encoding
+    from siamese.training.config import TrainConfig
+    from siamese.training.run import load_dataset
+
+    with pytest.raises(SiameseError, match="--crop needs LFW's own images"):
+        load_dataset(TrainConfig(data=str(tmp_path / "pack"), crop=0.8, cache=str(tmp_path / "cache")))
     with pytest.raises(SiameseError, match="pack exists: remove it"):
         write_pack(data, tmp_path / "pack", image_size=16, cache_dir=tmp_path / "cache")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lfw", "pack"]  # no partial folder left
+
+
+def test_training_images_are_the_centred_crop_of_each_frame(tmp_path):
+    """siamese-train --crop: every training image is that centred share of its frame, resized."""
+    from siamese.core.preprocess import decode_rgb, resize
+
+    data = make_lfw(tmp_path / "lfw")
+    ramp = np.linspace(0, 255, 40 * 40 * 3).reshape(40, 40, 3).astype(np.uint8)
+    Image.fromarray(ramp).save(data / "lfw-tiny" / "Ann" / "Ann_0001.jpg", quality=95)
+    bank = load_lfw(data, 16, cache_dir=tmp_path / "cache", crop=0.5).bank
+    frame = decode_rgb(data / "lfw-tiny" / "Ann" / "Ann_0001.jpg")
+    seen = bank.images[bank.row["Ann/Ann_0001.jpg"]].numpy()
+    assert np.array_equal(seen, resize(frame[10:30, 10:30], 16)) and not np.array_equal(seen, resize(frame, 16))

@@ -76,6 +76,42 @@ def test_an_lfw_frame_passes_unchanged_and_the_whole_framing_never_detects(lfw_r
     assert whole.how == "whole frame" and whole.pixels.shape == (32, 32, 3)
 
 
+@pytest.mark.parametrize("share", [0.8, 0.6])
+def test_a_cropped_framing_shows_the_network_the_same_centre_of_a_photo_and_of_an_lfw_frame(share, lfw_root):
+    """A model trained on the centred `crop` of LFW's frames (siamese-train --crop) sees that
+    centre of an LFW frame as is, the same share of a face found in a photo, and, without
+    detection, that centre of the image: the crop is one fact, applied alike on every path."""
+    detector_or_skip("yunet")
+    original = decode_rgb(lfw_root / LFW_IMAGES[0])
+    inset, side = round(125 - 125 * share), round(250 * share)
+    expected = resize(original[inset : inset + side, inset : inset + side], 64).astype(float)
+    framer, uncropped = Framer(Framing(crop=share), 64), Framer(Framing(), 64)
+    as_is = framer.frame(original, "lfw")
+    assert as_is.how.startswith("as is") and np.abs(as_is.pixels - expected).max() <= 1
+    errors = {"cropped": [], "uncropped": []}
+    for scale, where in ((1.5, (200, 300)), (1.0, (500, 120)), (0.6, (700, 700))):
+        photo = pasted(original, 1000, scale, where)
+        for name, f in (("cropped", framer), ("uncropped", uncropped)):
+            errors[name].append(np.abs(f.frame(photo, "photo").pixels - expected).mean())
+    assert np.mean(errors["cropped"]) < 0.6 * np.mean(errors["uncropped"]) and max(errors["cropped"]) < 20, errors
+    whole = Framer(Framing(kind="whole", crop=share), 64).frame(original, "lfw")
+    assert np.abs(whole.pixels - expected).max() <= 1
+
+
+def test_a_checkpoint_records_its_crop_and_older_ones_read_as_their_data_set(tmp_path):
+    from siamese.artifacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, untrained_checkpoint
+
+    ckpt = load_checkpoint(untrained_checkpoint(tmp_path / "u.pt", "bce", 16))
+    old = ckpt.to_dict()
+    old.pop("framing")
+    assert Checkpoint.from_dict(old).input_framing == Framing.for_data_set(ckpt.data_set)
+    ckpt.framing = Framing.for_data_set("lfw", 0.7)
+    save_checkpoint(tmp_path / "c.pt", ckpt)
+    assert load_checkpoint(tmp_path / "c.pt").input_framing == Framing(crop=0.7)
+    with pytest.raises(SiameseError, match="crop"):
+        Framing(crop=0.1)
+
+
 def test_no_face_is_an_error_naming_the_image():
     detector_or_skip("yunet")
     with pytest.raises(NoFace, match="no face found in wall.png"):
@@ -86,8 +122,10 @@ def test_the_crop_beyond_the_image_repeats_its_edge_and_framing_round_trips():
     rgb = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
     out = crop(rgb, (-2, -1, 3, 5))
     assert out.shape == (6, 5, 3) and np.array_equal(out[0, 0], rgb[0, 0]) and np.array_equal(out[-1, -1], rgb[3, 2])
-    framing = Framing(centre_x=0.5, centre_y=0.5, side=0.4)
+    framing = Framing(centre_x=0.5, centre_y=0.5, side=0.4, crop=0.75)
     assert Framing.from_dict(framing.to_dict(), "x") == framing
+    before_crops = {k: v for k, v in Framing().to_dict().items() if k != "crop"} | {"schema": "siamese-framing/1"}
+    assert Framing.from_dict(before_crops, "x") == Framing()
     for bad in ({"schema": "siamese-framing/9"}, {**framing.to_dict(), "side": 3}, {**framing.to_dict(), "kind": "x"}):
         with pytest.raises(SiameseError):
             Framing.from_dict(bad, "metadata.json")

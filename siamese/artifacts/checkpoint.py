@@ -23,6 +23,7 @@ from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION, Normalization
 from siamese.core.records import require
 from siamese.core.spec import higher_is_same
+from siamese.detect.framing import Framing
 
 FORMAT = "siamese-checkpoint"
 FORMAT_VERSION = 1
@@ -41,6 +42,7 @@ class Checkpoint:
     data: dict = field(default_factory=dict)  # data set description: data_set, train/test pair files
     history: list[EpochStats] = field(default_factory=list)  # one record per epoch
     summary: TrainingSummary | None = None  # the final evaluation, once training finished
+    framing: Framing | None = None  # what the network's input shows; None: its data set's default
     format_version: int = FORMAT_VERSION
 
     @property
@@ -54,6 +56,11 @@ class Checkpoint:
     @property
     def data_set(self) -> str:
         return str(self.data.get("data_set", "model"))
+
+    @property
+    def input_framing(self) -> Framing:
+        """How an image becomes this network's input (checkpoints before framing: their data set's)."""
+        return self.framing or Framing.for_data_set(self.data_set)
 
     def to_dict(self) -> dict:
         return {
@@ -71,6 +78,7 @@ class Checkpoint:
             "data": self.data,
             "history": [h.to_dict() for h in self.history],
             "summary": None if self.summary is None else self.summary.to_dict(),
+            "framing": None if self.framing is None else self.framing.to_dict(),
         }
 
     @classmethod
@@ -95,6 +103,7 @@ class Checkpoint:
         require(data, "data_set", str, f"{source}: data", "model")
         summary = require(d, "summary", dict, source, None)
         threshold = require(d, "threshold", float, source, None)
+        framing = require(d, "framing", dict, source, None)
         return cls(
             model=require(d, "model", dict, source),
             model_config=model_config,
@@ -110,6 +119,7 @@ class Checkpoint:
                 for i, h in enumerate(require(d, "history", list, source, []))
             ],
             summary=None if summary is None else TrainingSummary.from_dict(summary, f"{source}: summary"),
+            framing=None if framing is None else Framing.from_dict(framing, source),
             format_version=version,
         )
 

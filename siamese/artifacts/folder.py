@@ -100,12 +100,6 @@ def check_signature(folder: Path, manifest_bytes: bytes, key: bytes) -> None:
         raise SiameseError(f"{file}: signature does not match: the export was modified, or signed with another key")
 
 
-def framing_for(data_set: str) -> Framing:
-    """LFW's measured framing for a model trained on LFW photos; the whole frame otherwise
-    (synthetic faces are drawings a face detector does not find)."""
-    return Framing() if data_set == "lfw" else Framing(kind="whole")
-
-
 @dataclass(frozen=True)
 class ExportMetadata:
     """What every tool needs to know about an export, read and checked in one place."""
@@ -147,7 +141,7 @@ class ExportMetadata:
             raise SiameseError(f"{source}: normalization: {exc}") from None
         trained_on = TrainedOn.from_dict(training, f"{source}: training")
         framing = (
-            Framing.from_dict(d["framing"], source) if "framing" in d else framing_for(trained_on.data_set)
+            Framing.from_dict(d["framing"], source) if "framing" in d else Framing.for_data_set(trained_on.data_set)
         )  # exports before framing existed: their data set's
         graphs = require(d, "graphs", dict, source)
         expected = {g: {"inputs": GRAPH_INPUTS[g], "outputs": GRAPH_OUTPUTS[g]} for g in GRAPH_INPUTS}

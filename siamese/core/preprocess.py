@@ -167,9 +167,20 @@ def resize(rgb: np.ndarray, image_size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
-def decode_image(source, image_size: int, name: str | None = None) -> np.ndarray:
-    """Decode a path or file object to a (size, size, 3) uint8 RGB array: the whole frame, resized."""
-    return resize(decode_rgb(source, name), image_size)
+def centre_crop(rgb: np.ndarray, share: float) -> np.ndarray:
+    """The centred square whose side is `share` of the image's shorter side (1: the whole image)."""
+    if share >= 1:
+        return rgb
+    height, width = rgb.shape[:2]
+    side = max(1, round(min(height, width) * share))
+    top, left = (height - side) // 2, (width - side) // 2
+    return rgb[top : top + side, left : left + side]
+
+
+def decode_image(source, image_size: int, name: str | None = None, crop: float = 1.0) -> np.ndarray:
+    """Decode a path or file object to a (size, size, 3) uint8 RGB array: the frame's centred
+    `crop` share (1: the whole frame), resized."""
+    return resize(centre_crop(decode_rgb(source, name), crop), image_size)
 
 
 def to_model_input(images, norm: Normalization = NORMALIZATION):

@@ -214,12 +214,15 @@ class ImageBank:
         self.row = {k: i for i, k in enumerate(self.keys)}
 
     @classmethod
-    def decode(cls, root: Path, keys: list[str], image_size: int, desc: str = "decoding") -> ImageBank:
+    def decode(
+        cls, root: Path, keys: list[str], image_size: int, desc: str = "decoding", crop: float = 1.0
+    ) -> ImageBank:
+        """`crop`: the centred share of each frame the network sees (siamese.detect.framing.Framing.crop)."""
         keys = sorted(set(keys))
         images = np.empty((len(keys), image_size, image_size, 3), dtype=np.uint8)
 
         def load(i: int) -> None:
-            images[i] = decode_image(image_file(root, keys[i]), image_size, name=str(root / keys[i]))
+            images[i] = decode_image(image_file(root, keys[i]), image_size, name=str(root / keys[i]), crop=crop)
 
         # Pillow releases the GIL while decoding, so threads use every core (up to the decoding bound)
         with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
@@ -406,6 +409,7 @@ def load_lfw(
     cache_dir: Path = DEFAULT_CACHE,
     limit: int | None = None,
     all_identity_images: bool = True,
+    crop: float = 1.0,
 ) -> Dataset:
     """LFW pairs plus every image of each training identity, decoded once.
 
@@ -431,7 +435,7 @@ def load_lfw(
             "training would see test identities"
         )
     keys = run_images(loc.image_root, train, test, all_identity_images)
-    bank = ImageBank.decode(loc.image_root, sorted(keys), image_size, desc="decoding LFW")
+    bank = ImageBank.decode(loc.image_root, sorted(keys), image_size, desc="decoding LFW", crop=crop)
     by_identity: dict[str, list[int]] = {}
     for k in keys:
         if identity_of(k) in train_ids:

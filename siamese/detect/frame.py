@@ -46,7 +46,7 @@ class Framer:
 
     def frame(self, rgb: np.ndarray, label: str) -> Framed:
         if not self.detects:
-            return Framed(resize(rgb, self.image_size), 0, "whole frame")
+            return Framed(resize(self.framing.network_view(rgb), self.image_size), 0, "whole frame")
         if self._detector is None:
             self._detector = create(self.framing.detector)
         faces = self._detector.detect(rgb)
@@ -54,7 +54,8 @@ class Framer:
             raise NoFace(f"no face found in {label} (--no-detect uses the whole image)")
         height, width = rgb.shape[:2]
         if self.framing.already_framed(faces[0], width, height):
-            return Framed(resize(rgb, self.image_size), len(faces), "as is (framed as the training images)", faces[0])
+            pixels = resize(self.framing.network_view(rgb), self.image_size)
+            return Framed(pixels, len(faces), "as is (framed as the training images)", faces[0])
         face = self.refine(rgb, faces[0])
         pixels = resize(crop(rgb, self.framing.crop_box(face)), self.image_size)
         return Framed(pixels, len(faces), "cropped to the training framing", face)
@@ -65,9 +66,10 @@ class Framer:
         at a photo put 3% of faces' boxes 15-35% too large (crops zoomed out); a second look at
         the region around the first box, resized so its face is LFW-sized, halves that
         (docs/framing.md)."""
-        left, top, right, bottom = self.framing.crop_box(face)
-        margin = (right - left) // 2  # room for a first box that was too small or too large
-        region = (left - margin, top - margin, right + margin, bottom + margin)
+        left, top, frame = self.framing.frame_box(face)
+        # twice the frame: room for a first box that was too small or too large
+        x, y, size = round(left - frame / 2), round(top - frame / 2), max(1, round(2 * frame))
+        region = (x, y, x + size, y + size)
         side = 2 * MEASURED_FRAME_PX  # the region is twice the frame: the frame at LFW's scale
         scale = side / (region[2] - region[0])
         again = self._detector.detect(resize(crop(rgb, region), side))

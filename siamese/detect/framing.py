@@ -3,8 +3,10 @@ a face detected in any photo at the same place and scale.
 
 The figures are measured, not guessed (`python -m bench.studies.detectors`, docs/framing.md):
 the detector's largest box on the deep-funneled LFW images of the training identities, as
-shares of the 250 x 250 frame. An export stores its Framing beside the normalisation, so every
-client (siamese-verify, the Python API, a Triton client) crops the same way."""
+shares of the 250 x 250 frame. A model may see only the frame's centred `crop` share (training
+decodes each LFW frame that way); a detected face is cropped to the same share of the frame it
+would have in LFW. An export stores its Framing beside the normalisation, so every client
+(siamese-verify, the Python API, a Triton client) crops the same way."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from siamese.core.errors import SiameseError
+from siamese.core.preprocess import centre_crop
 from siamese.detect.base import Face
 
 FRAMINGS = ("detected", "whole")
 MEASURED_FRAME_PX = 250  # the side of the deep-funneled frames the figures below were measured on
+MIN_CROP = 0.3  # a tighter crop than this would cut into the face (its box is 0.43 of the frame)
 
 
 @dataclass(frozen=True)
@@ -27,9 +31,11 @@ class Framing:
     centre_x, centre_y: the face box's centre; side: its side (sqrt of its area); all shares of
     the frame's side, medians over the training images. A frame whose face already sits within
     `centre_tolerance` of that centre and `side_tolerance` (relative) of that side is framed
-    like LFW already and passes unchanged, so LFW images give the same answers either way."""
+    like LFW already and passes unchanged, so LFW images give the same answers either way.
+    `crop`: the centred share of that frame the network sees (1: all of it), for either kind."""
 
-    SCHEMA = "siamese-framing/1"
+    SCHEMA = "siamese-framing/2"
+    READS = ("siamese-framing/1", SCHEMA)  # /1 had no crop: the whole frame
 
     kind: str = "detected"
     detector: str = "yunet"
@@ -38,6 +44,13 @@ class Framing:
     side: float = 0.4261
     centre_tolerance: float = 0.06
     side_tolerance: float = 0.15
+    crop: float = 1.0
+
+    @classmethod
+    def for_data_set(cls, data_set: str, crop: float = 1.0) -> Framing:
+        """LFW's measured framing for a model trained on LFW photos; the whole frame otherwise
+        (synthetic faces are drawings a face detector does not find)."""
+        return cls(crop=crop) if data_set == "lfw" else cls(kind="whole", crop=crop)
 
     def __post_init__(self):
         if self.kind not in FRAMINGS:
@@ -45,13 +58,15 @@ class Framing:
         numbers = (self.centre_x, self.centre_y, self.side, self.centre_tolerance, self.side_tolerance)
         if not all(isinstance(v, int | float) and math.isfinite(v) and 0 < v < 1 for v in numbers):
             raise SiameseError(f"framing figures must be shares between 0 and 1, got {numbers}")
+        if not (isinstance(self.crop, int | float) and MIN_CROP <= self.crop <= 1):
+            raise SiameseError(f"framing crop must be a share between {MIN_CROP} and 1, got {self.crop!r}")
 
     def to_dict(self) -> dict:
         return {"schema": self.SCHEMA, **asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict, source: str) -> Framing:
-        if not isinstance(d, dict) or d.get("schema") != cls.SCHEMA:
+        if not isinstance(d, dict) or d.get("schema") not in cls.READS:
             raise SiameseError(
                 f"{source}: framing schema {d.get('schema') if isinstance(d, dict) else d!r} is not {cls.SCHEMA}"
             )
@@ -62,12 +77,17 @@ class Framing:
             raise SiameseError(f"{source}: framing: {exc}") from None
 
     def describe(self) -> str:
+        seen = "" if self.crop >= 1 else f"; the network sees its centred {self.crop:.2f}"
         if self.kind == "whole":
-            return "framing: the whole image, resized (the model was not trained on photos)"
+            return f"framing: the whole image{seen}, resized (no face detection)"
         return (
             f"framing: the largest face ({self.detector}) cropped as in LFW: box centre "
-            f"({self.centre_x:.3f}, {self.centre_y:.3f}), side {self.side:.3f} of the frame"
+            f"({self.centre_x:.3f}, {self.centre_y:.3f}), side {self.side:.3f} of the frame{seen}"
         )
+
+    def network_view(self, frame: np.ndarray) -> np.ndarray:
+        """The part of a frame (an image framed as the training images) that the network sees."""
+        return centre_crop(frame, self.crop)
 
     def already_framed(self, face: Face, width: int, height: int) -> bool:
         if abs(width / height - 1) > 0.05:
@@ -80,13 +100,18 @@ class Framing:
             and abs(face.side / side / self.side - 1) <= self.side_tolerance
         )
 
-    def crop_box(self, face: Face) -> tuple[int, int, int, int]:
-        """The square (left, top, right, bottom) that holds `face` as the training frames hold
-        theirs; it may reach beyond the image."""
+    def frame_box(self, face: Face) -> tuple[float, float, float]:
+        """(left, top, side) of the square that holds `face` as the LFW frames hold theirs."""
         frame = face.side / self.side
         cx, cy = face.centre
-        left, top = round(cx - self.centre_x * frame), round(cy - self.centre_y * frame)
-        size = max(1, round(frame))
+        return cx - self.centre_x * frame, cy - self.centre_y * frame, frame
+
+    def crop_box(self, face: Face) -> tuple[int, int, int, int]:
+        """The square (left, top, right, bottom) that holds `face` as the network's view of the
+        training frames (their centred `crop` share) holds theirs; it may reach beyond the image."""
+        left, top, frame = self.frame_box(face)
+        inset = frame * (1 - self.crop) / 2
+        left, top, size = round(left + inset), round(top + inset), max(1, round(frame * self.crop))
         return left, top, left + size, top + size
 
 

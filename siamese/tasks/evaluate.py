@@ -127,7 +127,8 @@ def score_checkpoint(path: Path, pairs, image_root: Path, device: str = "cpu") -
     ckpt = load_checkpoint(path)
     if ckpt.threshold is None:
         raise SiameseError(f"{path}: has no decision threshold: training did not finish its evaluation")
-    bank = ImageBank.decode(image_root, [k for p in pairs for k in (p.a, p.b)], ckpt.model_config.image_size)
+    keys = [k for p in pairs for k in (p.a, p.b)]
+    bank = ImageBank.decode(image_root, keys, ckpt.model_config.image_size, crop=ckpt.input_framing.crop)
     scores = predict(ckpt.build_model().to(device), bank, PairSet.from_pairs(bank, pairs), torch.device(device))
     trained = TrainedOn.of(ckpt.summary, ckpt.data_set)
     return Scored(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,6 @@ from siamese.core.pairs import Pair
 from siamese.core.preprocess import DECODE_WORKERS, check_pair_images, image_file
 from siamese.core.spec import FEATURE_DIM, score_name
 from siamese.detect.frame import Framed, Framer, NoFace
-from siamese.detect.framing import Framing
 
 DEFAULT_RUNTIME = "ort-cpu"
 
@@ -67,7 +66,7 @@ class Verifier:
             raise SiameseError(f"runtime {runtime} cannot run here: {reason}")
         self.runner.load(self.folder, ("embedding", "compare"))
         self.metadata = self.folder.metadata
-        framing = self.metadata.framing if detect else Framing(kind="whole")
+        framing = self.metadata.framing if detect else replace(self.metadata.framing, kind="whole")
         self.framer = Framer(framing, self.folder.image_size)
         self.save_crops = save_crops
         if save_crops is not None:

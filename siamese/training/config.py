@@ -16,6 +16,7 @@ from siamese.core.files import DEFAULT_CACHE
 from siamese.core.model import HEADS, NEGATIVES
 from siamese.core.params import Device, FiniteFloat, ImageSize, Seed, option
 from siamese.core.spec import MAX_BATCH
+from siamese.detect.framing import MIN_CROP
 
 # chosen on validation (README, recipe search): hardest negatives help the contrastive loss
 # and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
@@ -27,7 +28,7 @@ PATH = click.Path(path_type=Path)
 # what a run trains with: a resume may change the others (--epochs, --device, --out, ...) freely
 RECIPE = (
     "head", "data", "synthetic", "train_pairs", "test_pairs", "image_size", "sampling",
-    "identities_per_batch", "images_per_identity", "negatives", "batch_size", "lr", "warmup",
+    "crop", "identities_per_batch", "images_per_identity", "negatives", "batch_size", "lr", "warmup",
     "schedule", "weight_decay", "margin", "augment", "pairs_per_epoch", "limit_pairs",
     "val_identities", "val_pairs", "seed", "sync_bn",
 )  # fmt: skip
@@ -53,6 +54,12 @@ class TrainConfig:
     train_pairs: str | None = option(None, "pair file (any format)", PATH)
     test_pairs: str | None = option(None, "pair file (any format)", PATH)
     image_size: int | None = option(None, "default 128 on LFW (the spec), 32 on synthetic", ImageSize())
+    crop: float = option(
+        1.0,
+        "the centred share of each LFW frame the network sees, resized to --image-size (1: the whole "
+        "250 x 250 frame); recorded with the model, so every client frames photos alike",
+        FiniteFloat(MIN_CROP, 1),
+    )
     epochs: int | None = option(
         None,
         "default: "

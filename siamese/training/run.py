@@ -23,6 +23,8 @@ from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION
 from siamese.core.provenance import git_commit, host, utc_now
 from siamese.data.lfw import Dataset, find_lfw, load_lfw
+from siamese.data.pack import RECORD as PACK_RECORD
+from siamese.detect.framing import Framing
 from siamese.tasks.evaluate import Scored, report
 from siamese.training.config import TrainConfig
 from siamese.training.distributed import SINGLE_PROCESS, Distributed, from_environment
@@ -72,8 +74,15 @@ def _load_data(cfg: TrainConfig) -> Dataset:
 
     data = data_source(cfg)
     if data is None:
+        if cfg.crop < 1:
+            raise SiameseError("--crop applies to LFW's frames; the synthetic faces are drawn to fill theirs")
         print("training on the built-in synthetic face set (--synthetic)", file=sys.stderr)
         return make_synthetic(image_size=cfg.image_size or 32, seed=cfg.seed)
+    if cfg.crop < 1 and (Path(data) / PACK_RECORD).is_file():
+        raise SiameseError(
+            f"{data} is a training pack of whole frames resized to the training size: --crop needs LFW's own "
+            "images (a crop of the pack's would be upsampled)"
+        )
     return load_lfw(
         data,
         cfg.image_size or 128,
@@ -81,6 +90,7 @@ def _load_data(cfg: TrainConfig) -> Dataset:
         Path(cfg.test_pairs) if cfg.test_pairs else None,
         cache_dir=Path(cfg.cache),
         limit=cfg.limit_pairs,
+        crop=cfg.crop,
     )
 
 
@@ -97,6 +107,7 @@ def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, t
         data=data_info,
         history=history,
         summary=summary,
+        framing=Framing.for_data_set(data_info.get("data_set", "model"), cfg.crop),
     )
 
 
