@@ -5,7 +5,16 @@ import pytest
 from click.testing import CliRunner
 from refusals import GOOD_PAIRS, pair_list
 
-from bench.studies import detectors, ort_session, pair_workload, pasted, shared_weights, tolerances, train_step
+from bench.studies import (
+    detectors,
+    framing_gap,
+    ort_session,
+    pair_workload,
+    pasted,
+    shared_weights,
+    tolerances,
+    train_step,
+)
 
 
 def run(command, args) -> str:
@@ -57,3 +66,16 @@ def test_pasted_verifies_originals_pasted_and_whole(contrastive_export, lfw_dir,
     assert "pasted, whole frame (--no-detect)" in out and "'decided': 4" in out
     assert "pasted, cut out where it was pasted" in out and "framed vs cut out where pasted" in out
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_framing_gap_takes_the_pasted_test_apart_on_the_runs_validation_pairs(contrastive_export, lfw_dir, tmp_path):
+    pytest.importorskip("skimage", reason="the natural backgrounds are scikit-image's photos (the dev extra)")
+    from siamese.artifacts.checkpoint import load_checkpoint, save_checkpoint, untrained_checkpoint
+
+    ckpt = load_checkpoint(untrained_checkpoint(tmp_path / "c.pt", "contrastive", 16))
+    ckpt.config = {"variant": "contrastive", "data": str(lfw_dir), "image_size": 16, "limit_pairs": 60, "val_pairs": 6}
+    save_checkpoint(tmp_path / "c.pt", ckpt)
+    out = run(framing_gap, ["--checkpoint", tmp_path / "c.pt", "--export", contrastive_export, "--limit", "4"])
+    rows = [line.split(":")[0] for line in out.splitlines() if "'decided': 4" in line]
+    assert rows == ["original", "cut out where pasted", "detected and framed (siamese-verify)",
+                    "one look of the detector", "true box in the scene", "original, cropped by the rule"]  # fmt: skip

@@ -11,6 +11,7 @@ import numpy as np
 from siamese.core.errors import SiameseError
 from siamese.core.preprocess import decode_rgb, resize
 from siamese.detect import Face, create
+from siamese.detect.base import Detector
 from siamese.detect.framing import MEASURED_FRAME_PX, Framing, crop
 
 
@@ -44,12 +45,16 @@ class Framer:
     def detects(self) -> bool:
         return self.framing.kind == "detected"
 
+    @property
+    def detector(self) -> Detector:
+        if self._detector is None:
+            self._detector = create(self.framing.detector)
+        return self._detector
+
     def frame(self, rgb: np.ndarray, label: str) -> Framed:
         if not self.detects:
             return Framed(resize(self.framing.network_view(rgb), self.image_size), 0, "whole frame")
-        if self._detector is None:
-            self._detector = create(self.framing.detector)
-        faces = self._detector.detect(rgb)
+        faces = self.detector.detect(rgb)
         if not faces:
             raise NoFace(f"no face found in {label} (--no-detect uses the whole image)")
         height, width = rgb.shape[:2]
@@ -72,7 +77,7 @@ class Framer:
         region = (x, y, x + size, y + size)
         side = 2 * MEASURED_FRAME_PX  # the region is twice the frame: the frame at LFW's scale
         scale = side / (region[2] - region[0])
-        again = self._detector.detect(resize(crop(rgb, region), side))
+        again = self.detector.detect(resize(crop(rgb, region), side))
         if not again:
             return face
         f = again[0]
