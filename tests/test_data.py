@@ -209,7 +209,7 @@ def test_a_training_pack_holds_what_a_run_decodes_at_the_training_size(tmp_path)
     from siamese.training.config import TrainConfig
     from siamese.training.run import load_dataset
 
-    with pytest.raises(SiameseError, match="--crop needs LFW's own images"):
+    with pytest.raises(SiameseError, match="needs LFW's own images"):
         load_dataset(TrainConfig(data=str(tmp_path / "pack"), crop=0.8, cache=str(tmp_path / "cache")))
     with pytest.raises(SiameseError, match="pack exists: remove it"):
         write_pack(data, tmp_path / "pack", image_size=16, cache_dir=tmp_path / "cache")
@@ -227,3 +227,13 @@ def test_training_images_are_the_centred_crop_of_each_frame(tmp_path):
     frame = decode_rgb(data / "lfw-tiny" / "Ann" / "Ann_0001.jpg")
     seen = bank.images[bank.row["Ann/Ann_0001.jpg"]].numpy()
     assert np.array_equal(seen, resize(frame[10:30, 10:30], 16)) and not np.array_equal(seen, resize(frame, 16))
+
+
+def test_lfw_runs_default_to_the_crop_chosen_on_validation_and_older_runs_resume_as_whole_frames():
+    from siamese.training.config import LFW_CROP, TrainConfig
+
+    assert TrainConfig().crop_for("lfw") == LFW_CROP < 1 and TrainConfig().crop_for("synthetic") == 1.0
+    assert TrainConfig(crop=0.9).crop_for("lfw") == 0.9
+    recorded_before_crops = {"lr": 0.0003}  # a checkpoint's config from before --crop existed
+    assert TrainConfig(crop=LFW_CROP).recipe_changes(recorded_before_crops) == {"crop": [1.0, LFW_CROP]}
+    assert TrainConfig(crop=1.0).recipe_changes(recorded_before_crops) == {}

@@ -67,3 +67,36 @@ def test_eval_refuses_what_is_neither_a_checkpoint_nor_an_export(tmp_path, view2
     (tmp_path / "folder").mkdir()
     done = CliRunner().invoke(evaluate_cli.main, [str(tmp_path / "folder"), "--pairs", str(view2_file)])
     assert done.exit_code == 1 and "neither a checkpoint file nor an export folder" in done.output
+
+
+def test_pairs_of_people_the_model_was_trained_or_tuned_on_are_refused_unless_allowed():
+    """View 2's folds hold View 1's training people: a model trained on them must not be scored
+    there as if they were unseen. The export and checkpoint records carry who trained it."""
+    from siamese.artifacts.records import TrainedOn
+    from siamese.core.errors import SiameseError
+    from siamese.core.pairs import Pair
+    from siamese.tasks.evaluate import refuse_seen_people
+
+    trained = TrainedOn("lfw", epochs=8, people=["Ann", "Bob"])
+    unseen, seen = Pair("Cid/Cid_0001.jpg", "Dee/Dee_0001.jpg", 0), Pair("Eve/Eve_0001.jpg", "Bob/Bob_0002.jpg", 0)
+    assert refuse_seen_people(trained, [unseen], allow=False) == ""
+    with pytest.raises(SiameseError, match="1 of 2 pairs show people this model was trained or tuned on"):
+        refuse_seen_people(trained, [unseen, seen], allow=False)
+    assert "NOT a test figure" in refuse_seen_people(trained, [unseen, seen], allow=True)
+    assert TrainedOn.from_dict(trained.to_dict(), "metadata.json") == trained
+    assert refuse_seen_people(TrainedOn("lfw", epochs=8), [seen], allow=False) == ""  # not recorded: nothing to tell
+
+
+def test_a_run_records_every_training_person_validation_people_included(tmp_path):
+    from test_data import make_lfw
+
+    from siamese.data.lfw import load_lfw
+
+    data = make_lfw(tmp_path / "lfw", people=("Ann", "Bob", "Cid", "Dee", "Eve", "Fay"), per_person=3)
+    same = ["Ann\t1\t2", "Bob\t1\t2", "Cid\t1\t2", "Dee\t1\t2"]
+    train = same + ["Ann\t1\tBob\t1", "Cid\t1\tDee\t1", "Ann\t2\tCid\t2", "Bob\t2\tDee\t2"]
+    (data / "pairsDevTrain.txt").write_text("4\n" + "\n".join(train) + "\n")
+    (data / "pairsDevTest.txt").write_text("1\nEve\t1\t3\nEve\t2\tFay\t2\n")
+    dataset = load_lfw(data, 8, cache_dir=tmp_path / "cache")
+    held_out = dataset.split_validation(0.5, 4)
+    assert set(held_out.train_identities) < set(held_out.people) == set(dataset.train_identities)

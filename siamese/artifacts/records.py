@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from siamese.core.pairs import identity_of
 from siamese.core.records import from_dict, to_dict
 
 
@@ -75,6 +76,7 @@ class TrainingSummary:
     rank_weights_sha256: list = field(default_factory=list)  # torchrun: every rank's final weights
     config: dict = field(default_factory=dict)  # the TrainConfig, resolved
     data: dict = field(default_factory=dict)  # the data set's description
+    train_people: list = field(default_factory=list)  # whoever trained or tuned it (validation people too)
 
     @classmethod
     def from_dict(cls, d, source: str) -> TrainingSummary:
@@ -96,12 +98,21 @@ class TrainedOn:
     auc: float | None = None
     eer: float | None = None
     epochs: int = 0
+    people: list = field(default_factory=list)  # whoever trained or tuned it; [] where not recorded
 
     @classmethod
     def of(cls, summary: TrainingSummary | None, data_set: str) -> TrainedOn:
         if summary is None:
             return cls(data_set)
-        return cls(summary.data_set, summary.split, summary.accuracy, summary.auc, summary.eer, summary.epochs)
+        return cls(
+            summary.data_set, summary.split, summary.accuracy, summary.auc, summary.eer, summary.epochs,
+            summary.train_people,
+        )  # fmt: skip
+
+    def seen_pairs(self, pairs: list) -> list:
+        """The pairs that show a person this model was trained or tuned on."""
+        seen = set(self.people)
+        return [p for p in pairs if identity_of(p.a) in seen or identity_of(p.b) in seen]
 
     @property
     def trained(self) -> bool:

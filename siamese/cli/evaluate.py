@@ -25,14 +25,20 @@ from siamese.core.errors import user_errors
     default=False,
     help="export only: find each face and frame it as the export's framing says (pairs without a face are left out)",
 )
+@click.option(
+    "--allow-seen-people",
+    is_flag=True,
+    help="score pairs of people the model was trained or tuned on (refused by default: e.g. View 2's folds for a "
+    "model trained on View 1's training people); the report then says it is not a test figure",
+)
 @policy_options
 @user_errors
-def main(source, pairs_file, image_root, runtime, out, detect, trust_export, verify_key):
+def main(source, pairs_file, image_root, runtime, out, detect, allow_seen_people, trust_export, verify_key):
     """Evaluate a checkpoint (.pt) or an export folder on any pair list (assignment, View 1, View 2)."""
     from siamese.tasks.evaluate import evaluate as run_evaluation
 
     policy = ExportPolicy.from_options(trust_export, verify_key)
-    r = run_evaluation(source, pairs_file, image_root, runtime, out, policy, detect)
+    r = run_evaluation(source, pairs_file, image_root, runtime, out, policy, detect, allow_seen_people)
     far = ", ".join(f"TAR@FAR {k} {v:.4f}" for k, v in r.tar_at_far.items())
     click.echo(r.described)
     click.echo(

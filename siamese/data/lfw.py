@@ -350,6 +350,13 @@ class Dataset:
     # pairs of held-out training identities (people the network never trains on), for every
     # choice made during training: the decision threshold above all; None: no split
     val: PairSet | None = None
+    # every person of the training list, held-out validation people included: whoever trained or
+    # tuned the model, so no evaluation may call them unseen (recorded in the training summary)
+    people: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.people:
+            self.people = tuple(sorted(self.train_identities))
 
     def draw_pairs(self, n: int, generator: torch.Generator) -> PairSet:
         return draw_pairs(self.train_identities, n, generator)

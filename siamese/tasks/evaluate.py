@@ -94,19 +94,41 @@ def predict(model: SiameseNet, bank: ImageBank, pairs: PairSet, device, batch_si
     return model.score(model.compare(fa, fb)).float().cpu().numpy()
 
 
+def refuse_seen_people(trained: TrainedOn, pairs: list, allow: bool) -> str:
+    """A model scored on people it was trained or tuned on measures memory, not verification
+    (View 2's folds hold View 1's training people): refused, or with `allow` said on every report."""
+    seen = trained.seen_pairs(pairs)
+    if not seen:
+        return ""
+    what = (
+        f"{len(seen)} of {len(pairs)} pairs show people this model was trained or tuned on "
+        f"(e.g. {seen[0].a.split('/')[0]})"
+    )
+    if not allow:
+        raise SiameseError(f"{what}: their figure would not be a test figure; --allow-seen-people scores them anyway")
+    return f"\n{what}: NOT a test figure"
+
+
 def score_export(
-    folder: Path, pairs, image_root: Path, runtime: str, policy: ExportPolicy, detect: bool = False
+    folder: Path,
+    pairs,
+    image_root: Path,
+    runtime: str,
+    policy: ExportPolicy,
+    detect: bool = False,
+    allow_seen_people: bool = False,
 ) -> tuple[Scored, list]:
     """The export's scores of `pairs` (and the pairs scored). `detect`: frame each image as the
     export's framing says; pairs with an image where no face is found are left out, and said so."""
     from siamese.tasks.verify import Verifier
 
     verifier = Verifier(folder, runtime, policy=policy, detect=detect)
+    seen = refuse_seen_people(verifier.metadata.training, pairs, allow_seen_people)
     rows = verifier.verify_pairs(pairs, image_root)
     kept = [(p, r) for p, r in zip(pairs, rows, strict=True) if r.undecided is None]
     left_out = len(pairs) - len(kept)
     meta = verifier.metadata
-    described = verifier.folder.describe() + (f"\n{verifier.describe_framing()}" if detect else "")
+    described = verifier.folder.describe() + (f"\n{verifier.describe_framing()}" if detect else "") + seen
     if left_out:
         described += f"\n{left_out} of {len(pairs)} pairs left out: no face found in an image"
     scored = Scored(
@@ -123,14 +145,17 @@ def score_export(
     return scored, [p for p, _ in kept]
 
 
-def score_checkpoint(path: Path, pairs, image_root: Path, device: str = "cpu") -> Scored:
+def score_checkpoint(
+    path: Path, pairs, image_root: Path, device: str = "cpu", allow_seen_people: bool = False
+) -> Scored:
     ckpt = load_checkpoint(path)
     if ckpt.threshold is None:
         raise SiameseError(f"{path}: has no decision threshold: training did not finish its evaluation")
+    trained = TrainedOn.of(ckpt.summary, ckpt.data_set)
+    seen = refuse_seen_people(trained, pairs, allow_seen_people)
     keys = [k for p in pairs for k in (p.a, p.b)]
     bank = ImageBank.decode(image_root, keys, ckpt.model_config.image_size, crop=ckpt.input_framing.crop)
     scores = predict(ckpt.build_model().to(device), bank, PairSet.from_pairs(bank, pairs), torch.device(device))
-    trained = TrainedOn.of(ckpt.summary, ckpt.data_set)
     return Scored(
         scores,
         np.array([p.same == 1 for p in pairs]),
@@ -140,7 +165,7 @@ def score_checkpoint(path: Path, pairs, image_root: Path, device: str = "cpu") -
         ckpt.variant,
         f"checkpoint {path}",
         trained.model_record(str(path), ckpt.model_config.name, "fp32"),
-        trained.describe(str(path), ckpt.model_config.name, "fp32"),
+        trained.describe(str(path), ckpt.model_config.name, "fp32") + seen,
     )
 
 
@@ -152,8 +177,10 @@ def evaluate(
     out: Path | None = None,
     policy: ExportPolicy = DEFAULT_POLICY,
     detect: bool = False,
+    allow_seen_people: bool = False,
 ) -> Evaluation:
-    """Score every pair of `pairs_file` with a checkpoint (.pt) or an export folder; write JSON and plots to `out`."""
+    """Score every pair of `pairs_file` with a checkpoint (.pt) or an export folder; write JSON and plots to `out`.
+    Pairs showing people the model was trained or tuned on are refused unless `allow_seen_people`."""
     from siamese.tasks.verify import image_root_for
 
     source = Path(source)
@@ -167,13 +194,13 @@ def evaluate(
     if out is not None:
         check_writable(out)
     if is_export:
-        scored, pairs = score_export(source, pairs, image_root, runtime, policy, detect)
+        scored, pairs = score_export(source, pairs, image_root, runtime, policy, detect, allow_seen_people)
         if len({p.same for p in pairs}) < 2:
             raise SiameseError(f"{pairs_file}: too few pairs have a face in both images to evaluate")
     elif detect:
         raise SiameseError("--detect frames images as an export's metadata says: give an export folder")
     else:
-        scored = score_checkpoint(source, pairs, image_root)
+        scored = score_checkpoint(source, pairs, image_root, allow_seen_people=allow_seen_people)
     folds = [p.fold for p in pairs]
     scored.folds = None if any(f is None for f in folds) else np.array(folds)
     return report(scored, pairs_file, out)

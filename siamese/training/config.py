@@ -23,6 +23,10 @@ from siamese.detect.framing import MIN_CROP
 VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
 # what fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
 VARIANT_EPOCHS = {"contrastive": 9, "bce": 8}
+# chosen on validation (docs/training.md: 64 px proxy and full size): a tighter view of the face
+LFW_CROP = 0.8
+# recipe options added after runs were recorded: what a checkpoint without them trained with
+RECORDED_BEFORE = {"crop": 1.0}
 DEFAULT_BCE_HEAD = "diff-prod"  # the spec's concat head cannot compare two faces (training docs)
 PATH = click.Path(path_type=Path)
 # what a run trains with: a resume may change the others (--epochs, --device, --out, ...) freely
@@ -54,10 +58,11 @@ class TrainConfig:
     train_pairs: str | None = option(None, "pair file (any format)", PATH)
     test_pairs: str | None = option(None, "pair file (any format)", PATH)
     image_size: int | None = option(None, "default 128 on LFW (the spec), 32 on synthetic", ImageSize())
-    crop: float = option(
-        1.0,
-        "the centred share of each LFW frame the network sees, resized to --image-size (1: the whole "
-        "250 x 250 frame); recorded with the model, so every client frames photos alike",
+    crop: float | None = option(
+        None,
+        f"the centred share of each LFW frame the network sees, resized to --image-size (1: the whole "
+        f"250 x 250 frame); recorded with the model, so every client frames photos alike; default {LFW_CROP} "
+        "on LFW (chosen on validation), 1 on synthetic",
         FiniteFloat(MIN_CROP, 1),
     )
     epochs: int | None = option(
@@ -137,11 +142,15 @@ class TrainConfig:
     def recipe_changes(self, recorded: dict) -> dict[str, list]:
         """{option: [recorded, now]} for each recipe option that differs from a checkpoint's
         recorded configuration (a resumed run must not silently train on another recipe)."""
+        before = {**RECORDED_BEFORE, **recorded}
         return {
-            name: [recorded[name], getattr(self, name)]
+            name: [before[name], getattr(self, name)]
             for name in RECIPE
-            if name in recorded and recorded[name] != getattr(self, name)
+            if name in before and before[name] != getattr(self, name)
         }
+
+    def crop_for(self, data_set: str) -> float:
+        return self.crop if self.crop is not None else LFW_CROP if data_set == "lfw" else 1.0
 
     @property
     def negatives_used(self) -> str:

@@ -74,14 +74,14 @@ def _load_data(cfg: TrainConfig) -> Dataset:
 
     data = data_source(cfg)
     if data is None:
-        if cfg.crop < 1:
+        if cfg.crop_for("synthetic") < 1:
             raise SiameseError("--crop applies to LFW's frames; the synthetic faces are drawn to fill theirs")
         print("training on the built-in synthetic face set (--synthetic)", file=sys.stderr)
         return make_synthetic(image_size=cfg.image_size or 32, seed=cfg.seed)
-    if cfg.crop < 1 and (Path(data) / PACK_RECORD).is_file():
+    if cfg.crop_for("lfw") < 1 and (Path(data) / PACK_RECORD).is_file():
         raise SiameseError(
-            f"{data} is a training pack of whole frames resized to the training size: --crop needs LFW's own "
-            "images (a crop of the pack's would be upsampled)"
+            f"{data} is a training pack of whole frames resized to the training size: --crop {cfg.crop_for('lfw')} "
+            "needs LFW's own images (a crop of the pack's would be upsampled); pass --crop 1 to train on it"
         )
     return load_lfw(
         data,
@@ -90,7 +90,7 @@ def _load_data(cfg: TrainConfig) -> Dataset:
         Path(cfg.test_pairs) if cfg.test_pairs else None,
         cache_dir=Path(cfg.cache),
         limit=cfg.limit_pairs,
-        crop=cfg.crop,
+        crop=cfg.crop_for("lfw"),
     )
 
 
@@ -107,7 +107,7 @@ def make_checkpoint(model, optimizer, epoch, cfg, g, data_info: dict, history, t
         data=data_info,
         history=history,
         summary=summary,
-        framing=Framing.for_data_set(data_info.get("data_set", "model"), cfg.crop),
+        framing=Framing.for_data_set(data_info.get("data_set", "model"), cfg.crop_for(data_info.get("data_set"))),
     )
 
 
@@ -268,6 +268,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         epochs=len(history),
         wall_time_s=round(sum(h.epoch_s for h in history) + time.perf_counter() - eval_started, 1),
         processes=world.world_size,
+        train_people=list(dataset.people),
         val_accuracy=final.figure("val", "accuracy"),
         val_auc=final.figure("val", "auc"),
         train_accuracy=final.figure("train", "accuracy"),
@@ -316,9 +317,10 @@ def main(cfg: TrainConfig, variants: list[str]) -> list[TrainingSummary]:
     try:
         cfg = replace(cfg, device=world.device(cfg.device))
         resolve_device(cfg.device)
-        runs = [cfg.for_variant(v) for v in variants]
         synthetic = data_source(cfg) is None
         data_set = "synthetic" if synthetic else "lfw"
+        cfg = replace(cfg, crop=cfg.crop_for(data_set))  # recorded as trained, whatever the default becomes
+        runs = [cfg.for_variant(v) for v in variants]
         for run in runs:
             if world.is_main:  # one training per run folder: a second fails at once, nothing is overwritten
                 folder = run_dir(run, data_set)
