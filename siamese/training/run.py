@@ -198,7 +198,8 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         train_images = sum(len(rows) for rows in dataset.train_identities.values())
         print(
             f"training {model.config.name} on {dataset.name} ({dataset.info.get('image_root', 'built-in')}): "
-            f"{train_images} images of {len(dataset.train_identities)} training people, "
+            f"{train_images} images of {len(dataset.train_identities)} training people "
+            f"(the centred {cfg.crop_for(dataset.name):g} of each frame, --crop), "
             f"epochs {start_epoch}-{cfg.epochs_used} on {device}, amp {cfg.amp}, compile {cfg.compile}; "
             f"writing {out}",
             file=sys.stderr,
