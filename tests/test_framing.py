@@ -11,7 +11,8 @@ from PIL import Image
 from siamese.core.errors import SiameseError
 from siamese.core.preprocess import decode_rgb, resize
 from siamese.detect import DETECTORS, create
-from siamese.detect.frame import Framer, NoFace
+from siamese.detect.base import Face
+from siamese.detect.frame import Framer, NoFace, subject
 from siamese.detect.framing import Framing, crop
 
 LFW_IMAGES = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "George_W_Bush/George_W_Bush_0001.jpg"]
@@ -51,6 +52,32 @@ def test_each_detector_finds_the_face_of_lfw_and_none_in_a_face_free_image(name,
         assert 90 < cx < 160 and 90 < cy < 160 and 70 < faces[0].side < 150  # the centred face
     smooth = np.linspace(0, 255, 250 * 250 * 3).reshape(250, 250, 3).astype(np.uint8)
     assert detector.detect(smooth) == []
+
+
+def test_the_subject_is_the_largest_of_the_confident_faces_not_a_larger_doubtful_one():
+    face, bystander = Face(100, 100, 80, 80, 0.92), Face(300, 100, 60, 60, 0.93)
+    background = Face(0, 400, 200, 200, 0.74)  # a false face a background photograph gave, larger than both
+    assert subject([background, face, bystander]) == face  # the largest within 0.03 of the best score
+    assert subject([background, Face(300, 100, 60, 60, 0.99), face]).score == 0.99  # 0.92 is not confident enough
+    assert subject([background]) == background  # a lone face is the face, whatever its score
+
+
+def test_the_second_look_keeps_the_face_it_was_aimed_at():
+    """The second look sees twice the face's frame, where a neighbour may be larger: it must
+    refine the face it was aimed at (the box overlapping the first), not jump to the neighbour."""
+
+    class SecondLook:  # what a detector finds in the 500 x 500 region around the first box
+        def detect(self, rgb):
+            assert rgb.shape == (500, 500, 3)
+            return [Face(0, 0, 300, 300, 0.95), Face(197, 202, 106, 106, 0.90)]  # neighbour, the face
+
+    framer = Framer(Framing(), 128)
+    framer._detector = SecondLook()
+    first = Face(200, 200, 100, 100, 0.9)
+    refined = framer.refine(np.zeros((600, 600, 3), np.uint8), first)
+    assert abs(refined.centre[0] - first.centre[0]) < 10 and abs(refined.side / first.side - 1) < 0.1
+    framer._detector.detect = lambda rgb: [Face(0, 0, 300, 300, 0.95)]  # the face itself not found again
+    assert framer.refine(np.zeros((600, 600, 3), np.uint8), first) == first
 
 
 def test_a_face_pasted_anywhere_is_cropped_back_to_lfw_framing(lfw_root):
@@ -168,7 +195,8 @@ def test_verify_frames_photos_reports_faces_saves_crops_and_leaves_faceless_pair
                           "--save-crops", str(tmp_path / "crops")],
     )  # fmt: skip
     assert one.exit_code == 0, one.output
-    assert "2 faces found, the largest at x" in one.output and "framing: the largest face (yunet)" in one.output
+    assert "2 faces found, the subject (largest confident) at x" in one.output
+    assert "framing: the face (yunet; the largest confident one)" in one.output
     assert sorted(p.name for p in (tmp_path / "crops").iterdir()) == ["a-photo.png", "b-lfw.png"]
     faceless = CliRunner().invoke(
         verify_cli.main, [str(photo), str(tmp_path / "photos" / "x" / "wall.png"), "--export", str(export)]

@@ -7,6 +7,7 @@ from refusals import GOOD_PAIRS, pair_list
 
 from bench.studies import (
     detectors,
+    face_choice,
     framing_gap,
     ort_session,
     pair_workload,
@@ -56,6 +57,19 @@ def test_detectors_measures_every_detector_and_the_framing(lfw_dir, tmp_path):
     pytest.importorskip("skimage", reason="the face-free photos are scikit-image's (the dev extra)")
     out = run(detectors, ["--lfw", lfw_dir, "--limit", "10", "--json", tmp_path / "d.json"])
     assert '"with_a_face": 10' in out and "framing_on_training_identities" in out
+
+
+def test_face_choice_counts_each_rules_wrong_faces_on_frames_and_scenes(lfw_dir, tmp_path):
+    import json
+
+    pytest.importorskip("skimage", reason="the natural backgrounds are scikit-image's photos (the dev extra)")
+    run(face_choice, ["--lfw", lfw_dir, "--images", "6", "--json", tmp_path / "c.json"])
+    report = json.loads((tmp_path / "c.json").read_text())
+    for where in ("LFW frames", "pasted into scenes"):
+        scored = report[where]["images"] - report[where]["own_face_not_found"]
+        assert report[where]["images"] == 6 and scored >= 5  # YuNet finds every LFW face
+        assert set(report[where]["wrong_face"]) == set(face_choice.RULES)
+        assert all(0 <= wrong <= scored for wrong in report[where]["wrong_face"].values())
 
 
 def test_pasted_verifies_originals_pasted_and_whole(contrastive_export, lfw_dir, tmp_path):

@@ -33,6 +33,7 @@ from siamese.core.files import write_json
 from siamese.core.pairs import Pair
 from siamese.core.preprocess import decode_rgb, resize
 from siamese.detect import Face
+from siamese.detect.frame import subject
 from siamese.detect.framing import crop
 from siamese.tasks.verify import Verdict, Verifier
 from siamese.training.config import TrainConfig
@@ -67,10 +68,10 @@ def views(verifier: Verifier, original: np.ndarray, rng, backgrounds) -> dict[st
     left, top, right, _ = pasted.box
     scale = (right - left) / original.shape[1]
     detector = framer.detector
-    on_original, in_scene = detector.detect(original)[0], detector.detect(pasted.scene)
+    on_original, in_scene = subject(detector.detect(original)), detector.detect(pasted.scene)
     true_box = Face(left + on_original.x * scale, top + on_original.y * scale,
                     on_original.width * scale, on_original.height * scale, on_original.score)  # fmt: skip
-    one_look = in_scene[0] if in_scene else true_box
+    one_look = subject(in_scene) if in_scene else true_box
 
     def cropped(rgb: np.ndarray, face: Face) -> np.ndarray:
         return resize(crop(rgb, framing.crop_box(face)), size)

@@ -26,8 +26,8 @@ MIN_CROP = 0.3  # a tighter crop than this would cut into the face (its box is 0
 
 @dataclass(frozen=True)
 class Framing:
-    """`kind` "detected": detect the largest face and crop it to where the training images hold
-    it; "whole": the whole frame, resized (the training images were not photos: synthetic).
+    """`kind` "detected": detect the photo's face (`frame.subject`) and crop it to where the
+    training images hold it; "whole": the whole frame, resized (the training images were not photos: synthetic).
     centre_x, centre_y: the face box's centre; side: its side (sqrt of its area); all shares of
     the frame's side, medians over the training images. A frame whose face already sits within
     `centre_tolerance` of that centre and `side_tolerance` (relative) of that side is framed
@@ -81,7 +81,7 @@ class Framing:
         if self.kind == "whole":
             return f"framing: the whole image{seen}, resized (no face detection)"
         return (
-            f"framing: the largest face ({self.detector}) cropped as in LFW: box centre "
+            f"framing: the face ({self.detector}; the largest confident one) cropped as in LFW: box centre "
             f"({self.centre_x:.3f}, {self.centre_y:.3f}), side {self.side:.3f} of the frame{seen}"
         )
 

@@ -31,7 +31,7 @@ class Verdict:
     score: float | None  # a probability (bce) or a distance (contrastive); None when undecided
     same: bool | None  # at the export's threshold; None when undecided
     label: int | None = None  # the pair list's label, where it has one
-    faces_a: int | None = None  # faces found in each image (the largest is used); None: not detected
+    faces_a: int | None = None  # faces found in each image (the largest confident one is used); None: not detected
     faces_b: int | None = None
     framed_a: str | None = None  # what detection did: the face's box and how it was framed
     framed_b: str | None = None
@@ -264,7 +264,7 @@ def verify_pair_file(
             if acc is not None
             else ""
         )
-        + (f"; {several} pairs had an image with several faces (the largest was used)" if several else "")
+        + (f"; {several} pairs had an image with several faces (the largest confident one was used)" if several else "")
         + (f"; results in {output}" if output else "")
         + (f"; crops in {save_crops}" if save_crops else "")
     )
