@@ -280,7 +280,11 @@ def run_benchmark(cfg: BenchConfig, log=print, specs: dict[str, RunnerSpec] | No
         reference_from = f"loaded from {cfg.load_reference}"
     else:
         inputs = parity_inputs(
-            export.image_size, cfg.pairs or default_pairs("test"), cfg.parity_pairs, cfg.random_pairs
+            export.image_size,
+            cfg.pairs or default_pairs("test"),
+            cfg.parity_pairs,
+            cfg.random_pairs,
+            crop=export.metadata.framing.crop,
         )
         reference, reference_from = make_reference(export, inputs, cfg.threads)
     if cfg.save_inputs:

@@ -139,6 +139,29 @@ def test_a_checkpoint_records_its_crop_and_older_ones_read_as_their_data_set(tmp
         Framing(crop=0.1)
 
 
+def test_parity_pairs_and_int8_calibration_show_the_network_its_crop(lfw_dir, tmp_path):
+    """Export's parity and calibration pairs and siamese-bench's parity inputs decode LFW pairs
+    themselves: they too must be the centred share the model was trained on, or the accuracy
+    they report and the INT8 ranges they calibrate are of frames the model never saw."""
+    from siamese.artifacts.checkpoint import load_checkpoint, untrained_checkpoint
+    from siamese.data.lfw import locate_lfw, sample_pairs
+    from siamese.parity.inputs import parity_inputs
+    from siamese.tasks.export import calibration_images
+
+    location = locate_lfw(lfw_dir)
+    train_pairs = location.test_pairs.parent / "pairsDevTrain.txt"
+    ckpt = load_checkpoint(untrained_checkpoint(tmp_path / "u.pt", "bce", 32, data={"data_set": "lfw",
+                                                "train_pairs": str(train_pairs)}))  # fmt: skip
+    ckpt.framing = Framing.for_data_set("lfw", 0.7)
+    calibration, _ = calibration_images(ckpt, n_images=8)
+    a, b, _ = sample_pairs(train_pairs, 32, 4, 0, crop=0.7)
+    assert np.array_equal(calibration, np.concatenate([a, b]))
+    assert not np.array_equal(a, sample_pairs(train_pairs, 32, 4, 0)[0])
+    inputs = parity_inputs(32, location.test_pairs, 4, 0, crop=0.7)
+    uncropped = parity_inputs(32, location.test_pairs, 4, 0)
+    assert np.array_equal(inputs.labels, uncropped.labels) and not np.array_equal(inputs.image_a, uncropped.image_a)
+
+
 def test_no_face_is_an_error_naming_the_image():
     detector_or_skip("yunet")
     with pytest.raises(NoFace, match="no face found in wall.png"):

@@ -71,7 +71,7 @@ def nncf_defaults(fp32: ExportFolder, calibration: np.ndarray):
 @user_errors
 def main(checkpoint: Path, fp32_export: Path, int8_export: Path, n_pairs: int) -> None:
     fp32, int8 = ExportFolder.open(fp32_export), ExportFolder.open(int8_export)
-    inputs = parity_inputs(fp32.image_size, default_pairs("test"), n_pairs, 0)
+    inputs = parity_inputs(fp32.image_size, default_pairs("test"), n_pairs, 0, crop=fp32.metadata.framing.crop)
     labelled = inputs.labels >= 0
     if not labelled.any():
         raise click.UsageError("no labelled test pairs found (LFW is needed)")

@@ -57,7 +57,7 @@ def _outputs(graphs, a, b) -> dict[str, np.ndarray]:
 def measure_precisions(export: ExportFolder, n_pairs: int = 16) -> dict[str, dict[str, tuple[float, float]]]:
     """precision -> output -> (max error / output scale, max error / |element| above 1% of scale)."""
     graphs = graphs_from_weights(export)
-    inputs = parity_inputs(export.image_size, default_pairs("test"), n_pairs, 0)
+    inputs = parity_inputs(export.image_size, default_pairs("test"), n_pairs, 0, crop=export.metadata.framing.crop)
     if not len(inputs.labels):
         raise SiameseError(f"no LFW test pairs to measure on: {inputs.source}")
     a, b = torch.from_numpy(inputs.image_a), torch.from_numpy(inputs.image_b)

@@ -474,9 +474,10 @@ def _balanced_head(pairs: list[Pair], limit: int) -> list[Pair]:
 
 
 def sample_pairs(
-    pairs_file: Path, image_size: int, n: int, seed: int = 0, image_root: Path | None = None
+    pairs_file: Path, image_size: int, n: int, seed: int = 0, image_root: Path | None = None, crop: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """n randomly chosen pairs of a pair file, decoded: image_a, image_b (N, S, S, 3) uint8 and labels (N,).
+    """n randomly chosen pairs of a pair file, decoded as the network sees them (each frame's
+    centred `crop` share, resized): image_a, image_b (N, S, S, 3) uint8 and labels (N,).
 
     The image root defaults to the LFW images beside the pair file.
     """
@@ -484,8 +485,8 @@ def sample_pairs(
     root = image_root or locate_lfw(Path(pairs_file).parent).image_root
     chosen = [pairs[i] for i in np.random.default_rng(seed).permutation(len(pairs))[:n]]
     empty = np.zeros((0, image_size, image_size, 3), np.uint8)
-    a = np.stack([decode_image(image_file(root, p.a), image_size) for p in chosen]) if chosen else empty
-    b = np.stack([decode_image(image_file(root, p.b), image_size) for p in chosen]) if chosen else empty
+    a = np.stack([decode_image(image_file(root, p.a), image_size, crop=crop) for p in chosen]) if chosen else empty
+    b = np.stack([decode_image(image_file(root, p.b), image_size, crop=crop) for p in chosen]) if chosen else empty
     return a, b, np.array([p.same for p in chosen], np.int8)
 
 

@@ -15,10 +15,10 @@ from siamese.detect.base import Detector
 from siamese.detect.framing import MEASURED_FRAME_PX, Framing, crop
 
 # Which face a photo is of, where the detector finds several: the largest of those scoring
-# within this of the most confident one. "The largest" alone took a false face in the
-# background of 4.9% of pasted photos (74 of 1,500 images of training people), the most
-# confident alone a bystander in 0.9% of LFW frames; this rule errs on 0.3% of each
-# (`python -m bench.studies.face_choice`, docs/framing.md).
+# within this of the most confident one. On 1,500 images of training people, "the largest"
+# took a false face in the background of 71 pasted photos (4.7%), "the most confident" a
+# bystander in 14 LFW frames (0.9%); this rule errs on 6 and 4 (0.4%, 0.3%):
+# `python -m bench.studies.face_choice`, docs/framing.md.
 SCORE_MARGIN = 0.03
 SAME_FACE_IOU = 0.3  # the second look's box must overlap the first this much to replace it
 

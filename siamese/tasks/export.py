@@ -85,7 +85,7 @@ def _real_pairs(ckpt: Checkpoint, split: str, size: int, n: int, seed: int):
             np.zeros(0, np.int8),
             "no LFW pair file (recorded in the checkpoint, or $SIAMESE_LFW): random images only",
         )
-    a, b, labels = sample_pairs(pairs_file, size, n, seed)
+    a, b, labels = sample_pairs(pairs_file, size, n, seed, crop=ckpt.input_framing.crop)
     return a, b, labels, f"{len(a)} LFW {split} pairs from {pairs_file.name}"
 
 
