@@ -51,22 +51,36 @@ def _model(s: TrainingSummary) -> str:
     return f"{s.variant}, {s.head} head" if s.variant == "bce" else s.variant
 
 
+def _with_interval(accuracy: float, n: int, bold: bool = False, with_n: bool = False) -> str:
+    low, high = wilson_interval(accuracy, n)
+    figure = f"**{accuracy:.3f}**" if bold else f"{accuracy:.3f}"
+    return f"{figure} ({low:.3f}-{high:.3f}{f', n = {n}' if with_n else ''})"
+
+
 def _test_accuracy(s: TrainingSummary, with_n: bool) -> str:
-    low, high = wilson_interval(s.accuracy, s.n_test_pairs)
-    return f"**{s.accuracy:.3f}** ({low:.3f}-{high:.3f}{f', n = {s.n_test_pairs}' if with_n else ''})"
+    return _with_interval(s.accuracy, s.n_test_pairs, bold=True, with_n=with_n)
+
+
+def _val_accuracy(s: TrainingSummary) -> str:
+    n = s.config.get("val_pairs")
+    return _figure(s.val_accuracy) if s.val_accuracy is None or not n else _with_interval(s.val_accuracy, n)
+
+
+def _seed(s: TrainingSummary) -> str:
+    return str(s.config.get("seed", "-"))
 
 
 def training_page(summaries: list[tuple[str, TrainingSummary]]) -> str:
     rows = [
-        "| run | model | epochs | precision | val accuracy | test accuracy (95% CI) | test AUC | EER "
-        "| TAR@FAR 1e-3 | threshold | wall time | host | finished | commit |",
-        "|---" * 14 + "|",
+        "| run | model | epochs | seed | precision | val accuracy (95% CI) | test accuracy (95% CI) | test AUC | EER "
+        "| TAR@FAR 1e-2 | TAR@FAR 1e-3 | threshold | wall time | host | finished | commit |",
+        "|---" * 16 + "|",
     ]
     commands = []
     for name, s in summaries:
         rows.append(
-            f"| {name} | {_model(s)} | {s.epochs} | {s.config.get('amp', '-')} | {_figure(s.val_accuracy)} "
-            f"| {_test_accuracy(s, with_n=True)} | {s.auc:.3f} | {s.eer:.3f} "
+            f"| {name} | {_model(s)} | {s.epochs} | {_seed(s)} | {s.config.get('amp', '-')} | {_val_accuracy(s)} "
+            f"| {_test_accuracy(s, with_n=True)} | {s.auc:.3f} | {s.eer:.3f} | {_figure(s.tar_at_far.get('0.01'))} "
             f"| {_figure(s.tar_at_far.get('0.001'))} | {s.threshold:.4g} | {_minutes(s.wall_time_s)} "
             f"| {s.host or '-'} | {(s.finished or '-')[:10]} | {(s.git_commit or '-')[:7]} |"
         )
@@ -78,7 +92,9 @@ def training_page(summaries: list[tuple[str, TrainingSummary]]) -> str:
             GENERATED.format(data="data/training/*.json"),
             "",
             "Each run once, at its own seed; the threshold chosen on validation pairs, the test pairs",
-            "scored once at it. The interval is Wilson's 95% interval of the test accuracy.",
+            "scored once at it. The intervals are Wilson's 95% intervals of the accuracies. TAR@FAR: the",
+            "share of same-person test pairs accepted at the threshold that accepts that share of",
+            "different-person ones.",
             "",
             *rows,
             "",
@@ -97,14 +113,15 @@ def readme_table(summaries: list[tuple[str, TrainingSummary]]) -> str:
         if s.data_set == "lfw":
             latest[(s.variant, s.head)] = (name, s)
     rows = [
-        "| model | command | epochs | val accuracy | test accuracy (95% CI) | test AUC | EER | wall time "
-        "| host, date, commit |",
-        "|---" * 9 + "|",
+        "| model | command | epochs | seed | val accuracy (95% CI) | test accuracy (95% CI) | test AUC | EER "
+        "| TAR@FAR 1e-2 | wall time | host, date, commit |",
+        "|---" * 11 + "|",
     ]
     for _, s in latest.values():
         rows.append(
-            f"| {_model(s)} | `{s.command or '-'}` | {s.epochs} | {_figure(s.val_accuracy)} "
-            f"| {_test_accuracy(s, with_n=False)} | {s.auc:.3f} | {s.eer:.3f} | {_minutes(s.wall_time_s)} "
+            f"| {_model(s)} | `{s.command or '-'}` | {s.epochs} | {_seed(s)} | {_val_accuracy(s)} "
+            f"| {_test_accuracy(s, with_n=False)} | {s.auc:.3f} | {s.eer:.3f} | {_figure(s.tar_at_far.get('0.01'))} "
+            f"| {_minutes(s.wall_time_s)} "
             f"| {s.host or '-'}, {(s.finished or '-')[:10]}, {(s.git_commit or '-')[:7]} |"
         )
     return "\n".join(rows if latest else ["No LFW run is recorded yet."])

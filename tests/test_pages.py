@@ -32,7 +32,7 @@ SUMMARY = TrainingSummary(
     command="siamese-train --variant bce",
     host="AMD EPYC 9R14, 2 cores",
     finished="2026-11-25T10:00:00+00:00",
-    config={"amp": "bf16"},
+    config={"amp": "bf16", "seed": 3, "val_pairs": 1000},
 )
 
 
@@ -66,7 +66,10 @@ def test_a_recorded_run_is_a_row_with_its_interval_command_host_and_commit(tmp_p
     assert "- 2026-11-25-lfw-bce: `siamese-train --variant bce`" in page
     table = (tmp_path / "README.md").read_text()
     assert "old" not in table and table.endswith(f"{pages.README_END}\n\nmore\n")
-    assert "| bce, diff-prod head | `siamese-train --variant bce` | 8 | 0.858 | **0.835** (0.811-0.857) |" in table
+    assert (
+        "| bce, diff-prod head | `siamese-train --variant bce` | 8 | 3 | 0.858 (0.835-0.878) | **0.835** (0.811-0.857) "
+        "| 0.911 | 0.164 | 0.306 |" in table
+    )
     with pytest.raises(SiameseError, match="recorded already"):
         pages.add([tmp_path / "summary.json"], None, tmp_path / "results", tmp_path / "README.md")
     later = replace(SUMMARY, accuracy=0.9, finished="2026-12-01T00:00:00+00:00")
