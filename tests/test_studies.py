@@ -1,6 +1,7 @@
 """Every study of bench/studies runs end to end at a tiny size, so none rots before it is needed
 again. (The INT8 study runs in test_export's INT8 test, beside the exports it reads.)"""
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from refusals import GOOD_PAIRS, pair_list
@@ -11,6 +12,7 @@ from bench.studies import (
     framing_gap,
     ort_session,
     pair_workload,
+    paired,
     pasted,
     shared_weights,
     tolerances,
@@ -70,6 +72,25 @@ def test_face_choice_counts_each_rules_wrong_faces_on_frames_and_scenes(lfw_dir,
         assert report[where]["images"] == 6 and scored >= 5  # YuNet finds every LFW face
         assert set(report[where]["wrong_face"]) == set(face_choice.RULES)
         assert all(0 <= wrong <= scored for wrong in report[where]["wrong_face"].values())
+
+
+def test_paired_scores_two_runs_on_the_same_pairs_with_mcnemar(lfw_dir, tmp_path):
+    import json
+
+    from siamese.artifacts.checkpoint import untrained_checkpoint
+    from siamese.data.lfw import locate_lfw
+
+    assert paired.compare(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 1], bool)) == {
+        "a": {"accuracy": 0.5, "ci95": list(paired.wilson_interval(0.5, 4))},
+        "b": {"accuracy": 0.75, "ci95": list(paired.wilson_interval(0.75, 4))},
+        "pairs": 4, "only_a_right": 1, "only_b_right": 2, "p_value": paired.mcnemar_p(1, 2),
+    }  # fmt: skip
+    test_pairs = locate_lfw(lfw_dir).test_pairs.read_text().splitlines()
+    pairs = pair_list(tmp_path, "\n".join(["3", *test_pairs[1:4], *test_pairs[-3:]]) + "\n")  # LFW's format
+    runs = [untrained_checkpoint(tmp_path / f"{seed}.pt", "bce", 16, seed=seed) for seed in (0, 1)]
+    run(paired, ["--a", runs[0], "--b", runs[1], "--pairs", pairs, "--lfw", lfw_dir, "--json", tmp_path / "p.json"])
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["pairs"] == 6 and report["only_a_right"] + report["only_b_right"] <= 6
 
 
 def test_pasted_verifies_originals_pasted_and_whole(contrastive_export, lfw_dir, tmp_path):
