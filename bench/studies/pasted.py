@@ -3,7 +3,7 @@
 `python -m bench.studies.pasted --export DIR --json pasted.json --figure framing.png` pastes every
 image of the 1,000 `pairsDevTest.txt` pairs into a larger canvas (3-5x its side, the face
 scaled 0.5-2x, at a random position, on a random-noise or a natural face-free background; seeded),
-then verifies the pairs with the export five ways: the original images resized whole (every LFW
+then verifies the pairs with the export five ways: the original images as in training (every LFW
 figure of the project) and through detection and framing; the pasted ones cut out exactly where
 they were pasted (what a perfect detector would give), through detection and framing
 (siamese-verify's default), and resized whole (`--no-detect`). It reports each accuracy with its
@@ -79,7 +79,7 @@ def mcnemar(first: list, second: list) -> dict:
     return {"first_right_second_wrong": gained, "second_right_first_wrong": lost, "p_value": mcnemar_p(lost, gained)}
 
 
-ORIGINAL = "original, whole frame (the LFW figures)"
+ORIGINAL = "original, as in training: its centred crop share, resized (the LFW figures)"
 CUT_OUT = "pasted, cut out where it was pasted (a perfect detector)"
 FRAMED = "pasted, detected and framed (siamese-verify)"
 WHOLE = "pasted, whole frame (--no-detect)"
@@ -108,7 +108,7 @@ def draw(path: Path, photo: np.ndarray, framed, original: np.ndarray) -> None:
     axes[1].imshow(framed.pixels)
     axes[1].set_title("the crop the network sees (128 x 128)")
     axes[2].imshow(resize(original, 128))
-    axes[2].set_title("the LFW image, resized whole")
+    axes[2].set_title("the LFW image as the network saw it in training")
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
@@ -142,7 +142,8 @@ def main(export_dir, lfw_dir, pairs_name, limit, seed, json_out, figure):
         }
         if figure:
             key = keys[0]
-            draw(figure, decode_rgb(scenes / key), detecting.frame(scenes / key), decode_rgb(location.image_root / key))
+            original = detecting.framer.framing.network_view(decode_rgb(location.image_root / key))
+            draw(figure, decode_rgb(scenes / key), detecting.frame(scenes / key), original)
     report = {name: accuracy_of(rows) for name, rows in runs.items()}
     report["mcnemar"] = {
         "framed vs whole frame": mcnemar(runs[FRAMED], runs[WHOLE]),
