@@ -34,7 +34,7 @@ def setup(small_export):
     """The 16x16 export and random pairs: the runtime matrix needs no LFW."""
     _, dest, _ = small_export("contrastive")
     export = ExportFolder.open(dest, ExportPolicy(trust_code=True))  # made by the test itself
-    inputs = parity_inputs(export.image_size, None, n_pairs=0, n_random=24)
+    inputs = parity_inputs(export.image_size, None, n_pairs=0, n_random=24, crop=1.0)
     ref = create(REFERENCE)
     ref.load(export, ("embedding", "pair"))
     return export, inputs, run_outputs(ref, inputs)

@@ -156,9 +156,9 @@ def test_parity_pairs_and_int8_calibration_show_the_network_its_crop(lfw_dir, tm
     calibration, _ = calibration_images(ckpt, n_images=8)
     a, b, _ = sample_pairs(train_pairs, 32, 4, 0, crop=0.7)
     assert np.array_equal(calibration, np.concatenate([a, b]))
-    assert not np.array_equal(a, sample_pairs(train_pairs, 32, 4, 0)[0])
+    assert not np.array_equal(a, sample_pairs(train_pairs, 32, 4, 0, crop=1.0)[0])
     inputs = parity_inputs(32, location.test_pairs, 4, 0, crop=0.7)
-    uncropped = parity_inputs(32, location.test_pairs, 4, 0)
+    uncropped = parity_inputs(32, location.test_pairs, 4, 0, crop=1.0)
     assert np.array_equal(inputs.labels, uncropped.labels) and not np.array_equal(inputs.image_a, uncropped.image_a)
 
 

@@ -67,6 +67,13 @@ def test_face_choice_counts_each_rules_wrong_faces_on_frames_and_scenes(lfw_dir,
     pytest.importorskip("skimage", reason="the natural backgrounds are scikit-image's photos (the dev extra)")
     run(face_choice, ["--lfw", lfw_dir, "--images", "6", "--json", tmp_path / "c.json"])
     report = json.loads((tmp_path / "c.json").read_text())
+    from siamese.detect import Face
+    from siamese.detect.framing import Framing
+
+    # a frame pasted at (100, 50) at twice its size: LFW's face there, and a false face beside it
+    own = Face(100 + 2 * 72, 50 + 2 * 74, 2 * 106, 2 * 106, 0.93)
+    assert face_choice.is_own_face(face_choice.in_frame(own, 100, 50, 500), Framing())
+    assert not face_choice.is_own_face(face_choice.in_frame(Face(600, 50, 212, 212, 0.9), 100, 50, 500), Framing())
     for where in ("LFW frames", "pasted into scenes"):
         scored = report[where]["images"] - report[where]["own_face_not_found"]
         assert report[where]["images"] == 6 and scored >= 5  # YuNet finds every LFW face
@@ -90,7 +97,14 @@ def test_paired_scores_two_runs_on_the_same_pairs_with_mcnemar(lfw_dir, tmp_path
     runs = [untrained_checkpoint(tmp_path / f"{seed}.pt", "bce", 16, seed=seed) for seed in (0, 1)]
     run(paired, ["--a", runs[0], "--b", runs[1], "--pairs", pairs, "--lfw", lfw_dir, "--json", tmp_path / "p.json"])
     report = json.loads((tmp_path / "p.json").read_text())
-    assert report["pairs"] == 6 and report["only_a_right"] + report["only_b_right"] <= 6
+    from siamese.core.metrics import decide
+    from siamese.core.pairs import read_pairs
+    from siamese.tasks.evaluate import score_checkpoint
+
+    for name, checkpoint in zip("ab", runs, strict=True):  # each at its own threshold, as siamese-eval decides
+        scored = score_checkpoint(checkpoint, read_pairs(pairs), locate_lfw(lfw_dir).image_root)
+        right = decide(scored.scores, scored.threshold, scored.higher_is_same) == scored.same
+        assert report[name]["accuracy"] == right.mean() and report["pairs"] == 6
 
 
 def test_pasted_verifies_originals_pasted_and_whole(contrastive_export, lfw_dir, tmp_path):

@@ -9,7 +9,7 @@ detector (siamese.detect.DETECTORS) over
   250 x 250: the share where a face is "found" (false detections);
 
 and, on the images of training identities only (the test identities never tune anything),
-the largest face's box relative to the 250 x 250 frame: median and spread of its centre and
+the face's box (the one siamese-verify chooses) relative to the 250 x 250 frame: median and spread of its centre and
 side. That box is the framing (siamese.core.framing) a detected face is cropped to.
 """
 
@@ -26,6 +26,7 @@ from siamese.core.files import write_json
 from siamese.core.pairs import identities, identity_of, read_pairs
 from siamese.data.lfw import find_lfw, locate_lfw
 from siamese.detect import DETECTORS, create
+from siamese.detect.frame import subject
 
 FACE_FREE = (
     "brick", "chelsea", "coffee", "coins", "color", "grass", "gravel", "horse", "hubble_deep_field", "ihc",
@@ -59,16 +60,16 @@ def face_free_images(size: int = 250) -> list[tuple[str, np.ndarray]]:
 
 
 def measure(detector, images) -> tuple[dict, list]:
-    """The detection rate and time over `images`, and each image's largest face (or None)."""
-    largest, seconds = [], []
+    """The detection rate and time over `images`, and each image's face (`subject`; or None)."""
+    chosen, seconds = [], []
     for _, rgb in images:
         started = time.perf_counter()
         faces = detector.detect(rgb)
         seconds.append(time.perf_counter() - started)
-        largest.append(faces[0] if faces else None)
-    found = sum(face is not None for face in largest)
+        chosen.append(subject(faces) if faces else None)
+    found = sum(face is not None for face in chosen)
     return {"images": len(images), "with_a_face": found, "rate": found / max(1, len(images)),
-            "ms_per_image_median": 1000 * float(np.median(seconds))}, largest  # fmt: skip
+            "ms_per_image_median": 1000 * float(np.median(seconds))}, chosen  # fmt: skip
 
 
 def box_statistics(boxes, frame: int) -> dict:
@@ -105,8 +106,8 @@ def main(lfw_dir, limit, json_out):
     report = {}
     for name in DETECTORS:
         detector = create(name)
-        (on_lfw, largest), (on_free, false_faces) = measure(detector, lfw), measure(detector, free)
-        boxes = [b for (key, _), b in zip(lfw, largest, strict=True) if b and identity_of(key) in training]
+        (on_lfw, chosen), (on_free, false_faces) = measure(detector, lfw), measure(detector, free)
+        boxes = [b for (key, _), b in zip(lfw, chosen, strict=True) if b and identity_of(key) in training]
         framing = box_statistics(boxes, 250)
         on_free["found_in"] = [key for (key, _), b in zip(free, false_faces, strict=True) if b]
         report[name] = {"lfw": on_lfw, "face_free": on_free, "framing_on_training_identities": framing}

@@ -13,6 +13,7 @@ of theirs): a bystander in the frame or a false face in the background.
 from __future__ import annotations
 
 import io
+from functools import partial
 from pathlib import Path
 
 import click
@@ -29,20 +30,11 @@ from siamese.detect import Face, create
 from siamese.detect.frame import SCORE_MARGIN, subject
 from siamese.detect.framing import Framing
 
-
-def largest_within(margin: float):
-    def choose(faces: list[Face]) -> Face:
-        best = max(f.score for f in faces)
-        return max((f for f in faces if f.score >= best - margin - 1e-9), key=lambda f: f.side)
-
-    return choose
-
-
+MARGINS = (0.01, 0.02, SCORE_MARGIN, 0.05, 0.08)  # SCORE_MARGIN: the rule siamese-verify uses
 RULES = {
     "largest": lambda faces: max(faces, key=lambda f: f.side),
     "most confident": lambda faces: max(faces, key=lambda f: f.score),
-    **{f"largest within {m} of the best score": largest_within(m) for m in (0.01, 0.02, 0.05, 0.08)},
-    f"subject(): largest within {SCORE_MARGIN} of the best score (adopted)": subject,
+    **{f"largest within {m} of the best score": partial(subject, margin=m) for m in MARGINS},
 }
 
 

@@ -19,6 +19,7 @@ from bench.pages import wilson_interval
 from bench.studies.framing_gap import validation_pairs
 from siamese.artifacts.checkpoint import load_checkpoint
 from siamese.core.files import write_json
+from siamese.core.metrics import decide
 from siamese.core.pairs import read_pairs
 from siamese.data.lfw import find_lfw, locate_lfw
 from siamese.parity.compare import mcnemar_p
@@ -26,8 +27,7 @@ from siamese.tasks.evaluate import Scored, score_checkpoint
 
 
 def right(scored: Scored) -> np.ndarray:
-    said_same = scored.scores >= scored.threshold if scored.higher_is_same else scored.scores <= scored.threshold
-    return said_same == scored.same
+    return decide(scored.scores, scored.threshold, scored.higher_is_same) == scored.same
 
 
 def compare(a: np.ndarray, b: np.ndarray) -> dict:

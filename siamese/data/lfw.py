@@ -474,7 +474,7 @@ def _balanced_head(pairs: list[Pair], limit: int) -> list[Pair]:
 
 
 def sample_pairs(
-    pairs_file: Path, image_size: int, n: int, seed: int = 0, image_root: Path | None = None, crop: float = 1.0
+    pairs_file: Path, image_size: int, n: int, seed: int = 0, image_root: Path | None = None, *, crop: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n randomly chosen pairs of a pair file, decoded as the network sees them (each frame's
     centred `crop` share, resized): image_a, image_b (N, S, S, 3) uint8 and labels (N,).

@@ -17,8 +17,8 @@ from siamese.detect.framing import MEASURED_FRAME_PX, Framing, crop
 # Which face a photo is of, where the detector finds several: the largest of those scoring
 # within this of the most confident one. On 1,500 images of training people, "the largest"
 # took a false face in the background of 71 pasted photos (4.7%), "the most confident" a
-# bystander in 14 LFW frames (0.9%); this rule errs on 6 and 4 (0.4%, 0.3%):
-# `python -m bench.studies.face_choice`, docs/framing.md.
+# bystander in 14 LFW frames (0.9%); this rule errs on 6 and 4 (0.4%, 0.3%), margins of 0.02
+# to 0.05 alike within noise: `python -m bench.studies.face_choice`, docs/framing.md.
 SCORE_MARGIN = 0.03
 SAME_FACE_IOU = 0.3  # the second look's box must overlap the first this much to replace it
 
@@ -27,18 +27,22 @@ class NoFace(SiameseError):
     """No face was found in an image: it gets no verdict."""
 
 
-def subject(faces: list[Face]) -> Face:
-    """The face a photo is of: the largest of the faces scoring within SCORE_MARGIN of the best."""
+def subject(faces: list[Face], margin: float = SCORE_MARGIN) -> Face:
+    """The face a photo is of: the largest of the faces scoring within `margin` of the best."""
+    if not faces:
+        raise NoFace("no face to choose from")
     best = max(f.score for f in faces)
-    return max((f for f in faces if f.score >= best - SCORE_MARGIN), key=lambda f: f.side)
+    # scores are hundredths (YuNet's percent): the tolerance keeps 0.90 within 0.03 of 0.93
+    return max((f for f in faces if f.score >= best - margin - 1e-9), key=lambda f: f.side)
 
 
 def overlap(a: Face, b: Face) -> float:
-    """Intersection over union of two boxes."""
+    """Intersection over union of two boxes (0 for boxes without area)."""
     width = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
     height = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
     inter = max(0.0, width) * max(0.0, height)
-    return inter / (a.width * a.height + b.width * b.height - inter)
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 a face detected in any photo at the same place and scale.
 
 The figures are measured, not guessed (`python -m bench.studies.detectors`, docs/framing.md):
-the detector's largest box on the deep-funneled LFW images of the training identities, as
+the detector's box of the face on the deep-funneled LFW images of the training identities, as
 shares of the 250 x 250 frame. A model may see only the frame's centred `crop` share (training
 decodes each LFW frame that way); a detected face is cropped to the same share of the frame it
 would have in LFW. An export stores its Framing beside the normalisation, so every client

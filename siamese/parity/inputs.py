@@ -50,12 +50,13 @@ def parity_inputs(
     n_random: int,
     seed: int = 0,
     image_root=None,
-    crop: float = 1.0,
+    *,
+    crop: float,
 ) -> ParityInputs:
     """`n_pairs` labelled pairs of `pairs_file` (none without one), each frame's centred `crop`
     share as the model was trained on, and `n_random` noise pairs."""
     if pairs_file is not None and n_pairs > 0:
-        a, b, labels = sample_pairs(pairs_file, image_size, n_pairs, seed, image_root, crop)
+        a, b, labels = sample_pairs(pairs_file, image_size, n_pairs, seed, image_root, crop=crop)
         source = f"{len(labels)} labelled pairs of {Path(pairs_file).name}"
     else:
         a = b = np.zeros((0, image_size, image_size, 3), np.uint8)
