@@ -21,7 +21,8 @@ from siamese.detect.framing import MIN_CROP
 # chosen on validation (README, recipe search): hardest negatives help the contrastive loss
 # and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
 VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
-# what fits the 2-hour budget on a 2-core CPU (README): a bce epoch is slower
+# 2 hours on a 2-core CPU: contrastive sized in fp32 (AVX2), bce's 14 where bf16 is native
+# (about 3.3 h in fp32: README, docs/training.md)
 VARIANT_EPOCHS = {"contrastive": 9, "bce": 14}
 # chosen on validation (docs/training.md: 64 px proxy and full size): a tighter view of the face
 LFW_CROP = 0.8
@@ -69,7 +70,7 @@ class TrainConfig:
         None,
         "default: "
         + ", ".join(f"{n} for {v}" for v, n in VARIANT_EPOCHS.items())
-        + " (what fits 2 hours on a 2-core CPU)",
+        + " (2 hours on a 2-core CPU with native bf16; bce about 3.3 h in fp32)",
         click.IntRange(1, 10_000),
     )
     sampling: str = option(
