@@ -252,7 +252,8 @@ def benchmark(cfg: CheckConfig, export: Path) -> dict:
         )
     facts = {"exit_code": code, "export": result.export.path, "weights": result.export.weights, "runtimes": rows}
     if result.failed:
-        raise _Failed(facts, f"{len(result.failed)} runtime(s) failed: {', '.join(r.name for r in result.failed)}")
+        failures = "; ".join(f"{r.name}: {r.error}" for r in result.failed)
+        raise _Failed(facts, f"{len(result.failed)} runtime(s) failed: {failures}")
     return facts
 
 

@@ -34,7 +34,10 @@ def test_the_dry_gpu_check_runs_every_step_and_says_why_cuda_is_unavailable(tmp_
         env=env,
         cwd=ROOT,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    bench_log = out / "04-bench.log"
+    assert done.returncode == 0, (
+        done.stdout[-3000:] + done.stderr[-3000:] + (bench_log.read_text()[-3000:] if bench_log.is_file() else "")
+    )
     steps = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("0*.json")) if p.stem[3:] != "bench-result"}
     assert list(steps) == ["01-environment", "02-gpu-tests", "03-training", "04-bench", "05-profile"], list(steps)
     assert {s["schema"] for s in steps.values()} == {"siamese-gpu-check/1"}
