@@ -17,7 +17,7 @@ from siamese.core.errors import SiameseError
 from siamese.core.model import SiameseNet
 from siamese.core.provenance import cxx_compiler, native_bf16
 from siamese.training.config import TrainConfig
-from siamese.training.loop import StepLoss, learning_rate, resolve_amp, training_embedding
+from siamese.training.loop import StepLoss, learning_rate, make_optimizer, resolve_amp, training_embedding
 
 SMALL = ["--synthetic", "--image-size", "16", "--pairs-per-epoch", "256", "--batch-size", "32"]
 # eager fp32: tests below cover the compiled and bf16 defaults; compiling every run would slow CI by minutes
@@ -318,6 +318,26 @@ def test_a_training_step_autocasts_exactly_when_its_precision_is_bf16(amp):
 
     StepLoss(model, embed, "hard", amp)(torch.randn(8, 3, 16, 16), torch.arange(4).repeat_interleave(2), True)
     assert seen == [amp == "bf16"]
+
+
+def test_training_steps_with_fused_adamw_and_it_updates_as_the_for_loop_one(trained):
+    out, _ = trained
+    checkpoints = sorted((out / "synthetic").glob("*/checkpoint.pt"))
+    assert len(checkpoints) == 2  # both variants; what ran is in each checkpoint's optimizer state
+    assert all(g["fused"] for c in checkpoints for g in load_checkpoint(c).optimizer["param_groups"])
+    torch.manual_seed(0)
+    models = {kind: SiameseNet("contrastive", 16) for kind in ("fused", "for-loop")}
+    models["for-loop"].load_state_dict(models["fused"].state_dict())
+    optimizers = {kind: make_optimizer(m, TrainConfig(lr=1e-2, weight_decay=0.1), kind) for kind, m in models.items()}
+    images, identity = torch.randn(8, 3, 16, 16), torch.arange(4).repeat_interleave(2)
+    start = {n: p.detach().clone() for n, p in models["fused"].named_parameters()}
+    for kind, model in models.items():  # one step: Adam's near-sign updates amplify rounding over several
+        loss = StepLoss(model, model.embed, "all", "none")(images, identity, True)
+        loss.backward()
+        optimizers[kind].step()
+    fused, loop = (dict(m.named_parameters()) for m in models.values())
+    assert max((fused[n] - p).abs().max().item() for n, p in start.items()) > 1e-3  # the step moved the weights ...
+    assert max((fused[n] - loop[n]).abs().max().item() for n in fused) < 1e-6  # ... and both alike
 
 
 def test_the_default_run_records_the_precision_this_machine_trained_in(tmp_path):

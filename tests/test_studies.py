@@ -42,12 +42,18 @@ def test_pair_workload_agrees_with_the_naive_path(contrastive_export, image_fold
     assert "decisions agree on 100.00% of pairs" in out
 
 
-def test_train_step_times_a_mode():
+def test_train_step_times_a_mode_and_splits_its_profile_into_phases():
     out = run(
         train_step,
-        ["--image-size", "16", "--identities", "2", "--images-per-identity", "2", "--steps", "1", "--modes", "fp32"],
+        ["--image-size", "16", "--identities", "2", "--images-per-identity", "2", "--steps", "2", "--modes", "fp32"]
+        + ["--adamw", "for-loop", "--profile"],
     )
-    assert "fp32" in out and "images/s" in out
+    assert "fp32" in out and "images/s" in out and "for-loop AdamW" in out
+    phases = dict(p.rsplit(" ", 1) for p in out.split("phases of the step: ")[1].splitlines()[0].split(", "))
+    assert list(phases) == ["forward", "loss", "backward", "optimizer"]
+    assert 0.8 <= sum(float(v.rstrip("%")) for v in phases.values()) / 100 <= 1.01  # the step is its phases
+    shares = [float(line.split("%")[0]) for line in out.split("calls per step):")[1].splitlines()[1:] if "aten::" in line]
+    assert len(shares) >= 5 and shares == sorted(shares, reverse=True), out
 
 
 def test_tolerances_measures_each_precision(contrastive_export, lfw_dir):

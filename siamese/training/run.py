@@ -32,6 +32,7 @@ from siamese.training.loop import (
     check_ranks_agree,
     distributed_step,
     evaluate,
+    make_optimizer,
     resolve_amp,
     train_one_epoch,
     validate,
@@ -177,7 +178,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
     g = torch.Generator().manual_seed(cfg.seed)
     image_size = dataset.bank.images.shape[1]
     model = SiameseNet(cfg.variant, image_size, cfg.margin, cfg.head_used).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     out = run_dir(cfg, dataset.name)
     ckpt_path = out / "checkpoint.pt"
     history, start_epoch, rank_digests, changes = [], 1, [], {}
@@ -185,7 +186,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
     if cfg.resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
         model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
+        optimizer.load_state_dict(ckpt.optimizer)  # its settings too: runs saved unfused resume unfused
         g.set_state(ckpt.rng["generator"])
         torch.set_rng_state(ckpt.rng["torch"])
         history, start_epoch = ckpt.history, ckpt.epoch + 1
