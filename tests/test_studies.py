@@ -52,7 +52,9 @@ def test_train_step_times_a_mode_and_splits_its_profile_into_phases():
     phases = dict(p.rsplit(" ", 1) for p in out.split("phases of the step: ")[1].splitlines()[0].split(", "))
     assert list(phases) == ["forward", "loss", "backward", "optimizer"]
     assert 0.8 <= sum(float(v.rstrip("%")) for v in phases.values()) / 100 <= 1.01  # the step is its phases
-    shares = [float(line.split("%")[0]) for line in out.split("calls per step):")[1].splitlines()[1:] if "aten::" in line]
+    shares = [
+        float(line.split("%")[0]) for line in out.split("calls per step):")[1].splitlines()[1:] if "aten::" in line
+    ]
     assert len(shares) >= 5 and shares == sorted(shares, reverse=True), out
 
 

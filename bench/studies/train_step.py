@@ -93,9 +93,7 @@ def make_step(model: SiameseNet, mode: str, adamw: str, phases: Phases):
     return step
 
 
-def time_mode(
-    base: SiameseNet, mode: str, images, batch: IdentityBatch, steps: int, adamw: str, profile: bool
-) -> dict:
+def time_mode(base: SiameseNet, mode: str, images, batch: IdentityBatch, steps: int, adamw: str, profile: bool) -> dict:
     model = copy.deepcopy(base).train()
     phases = Phases()
     step = make_step(model, mode, adamw, phases)
@@ -139,7 +137,10 @@ TOP_OPERATORS = 12
 
 def describe_profile(r: dict) -> list[str]:
     phases = ", ".join(f"{name} {share:.0%}" for name, share in r["phases"].items())
-    lines = [f"    phases of the step: {phases}", "    top operators by own CPU time (share of all ops; calls per step):"]
+    lines = [
+        f"    phases of the step: {phases}",
+        "    top operators by own CPU time (share of all ops; calls per step):",
+    ]
     lines += [f"      {share:6.1%}  {key} ({calls})" for key, share, calls in r["top"]]
     return lines
 
