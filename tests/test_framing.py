@@ -3,6 +3,7 @@ face where there is none; a face pasted anywhere in a larger photo is cropped ba
 framing; an LFW frame passes unchanged; no face is an error naming the file, or an undecided pair."""
 
 import importlib
+import json
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from siamese.core.preprocess import decode_rgb, resize
 from siamese.detect import DETECTORS, create
 from siamese.detect.base import Face
 from siamese.detect.frame import Framer, NoFace, subject
-from siamese.detect.framing import Framing, crop
+from siamese.detect.framing import LFW_LANDMARKS, Framing, crop, similarity
 
 LFW_IMAGES = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "George_W_Bush/George_W_Bush_0001.jpg"]
 
@@ -50,8 +51,39 @@ def test_each_detector_finds_the_face_of_lfw_and_none_in_a_face_free_image(name,
         assert len(faces) >= 1, key
         cx, cy = faces[0].centre
         assert 90 < cx < 160 and 90 < cy < 160 and 70 < faces[0].side < 150  # the centred face
+        if faces[0].landmarks is not None:  # in LANDMARKS order, inside the box: eyes above nose above mouth
+            (rx, ry), (lx, ly), (nx, ny), (mrx, mry), (mlx, mly) = faces[0].landmarks
+            box = faces[0]
+            assert all(
+                box.x <= x <= box.x + box.width and box.y <= y <= box.y + box.height for x, y in faces[0].landmarks
+            )
+            assert rx < nx < lx and mrx < mlx and max(ry, ly) < ny < min(mry, mly), faces[0]
     smooth = np.linspace(0, 255, 250 * 250 * 3).reshape(250, 250, 3).astype(np.uint8)
     assert detector.detect(smooth) == []
+
+
+def test_similarity_recovers_a_known_rotation_scale_and_shift():
+    points = np.array(LFW_LANDMARKS)
+    angle = np.radians(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    scale, found, shift = similarity(points, 300 * points @ rotation.T + [40, -7])
+    assert np.isclose(scale, 300) and np.allclose(found, rotation) and np.allclose(shift, [40, -7])
+
+
+def test_a_tilted_face_in_a_photo_is_aligned_upright_by_its_landmarks(lfw_root):
+    """A face turned 25 degrees in a photo: aligned by its landmarks it looks as the same LFW
+    face does aligned; cropped by its box it stays turned."""
+    detector = detector_or_skip("yunet")
+    original = decode_rgb(lfw_root / LFW_IMAGES[0])
+    framing = Framing(crop=0.8, landmarks=LFW_LANDMARKS)
+    upright = resize(framing.view(original, subject(detector.detect(original))), 64).astype(float)
+    errors = {}
+    for name, f in (("aligned", framing), ("box", Framing(crop=0.8))):
+        turned = Image.fromarray(resize(original, 325)).rotate(25, Image.Resampling.BILINEAR, fillcolor=(120,) * 3)
+        framed = Framer(f, 64).frame(pasted(np.asarray(turned), 1000, 1.0, (300, 200)), "photo")
+        assert framed.how.startswith("aligned" if name == "aligned" else "cropped"), framed.how
+        errors[name] = np.abs(framed.pixels - upright).mean()
+    assert errors["aligned"] < 0.75 * errors["box"], errors
 
 
 def test_the_subject_is_the_largest_of_the_confident_faces_not_a_larger_doubtful_one():
@@ -134,7 +166,9 @@ def test_a_checkpoint_records_its_crop_and_older_ones_read_as_their_data_set(tmp
     assert Checkpoint.from_dict(old).input_framing == Framing.for_data_set(ckpt.data_set)
     ckpt.framing = Framing.for_data_set("lfw", 0.7)
     save_checkpoint(tmp_path / "c.pt", ckpt)
-    assert load_checkpoint(tmp_path / "c.pt").input_framing == Framing(crop=0.7)
+    assert load_checkpoint(tmp_path / "c.pt").input_framing == Framing(crop=0.7, landmarks=LFW_LANDMARKS)
+    ckpt.framing, ckpt.data = Framing(crop=0.7), {**ckpt.data, "data_set": "lfw"}  # an LFW run before landmarks:
+    assert ckpt.client_framing == Framing(crop=0.7, landmarks=LFW_LANDMARKS)  # its exports align by them too
     with pytest.raises(SiameseError, match="crop"):
         Framing(crop=0.1)
 
@@ -174,9 +208,15 @@ def test_the_crop_beyond_the_image_repeats_its_edge_and_framing_round_trips():
     assert out.shape == (6, 5, 3) and np.array_equal(out[0, 0], rgb[0, 0]) and np.array_equal(out[-1, -1], rgb[3, 2])
     framing = Framing(centre_x=0.5, centre_y=0.5, side=0.4, crop=0.75)
     assert Framing.from_dict(framing.to_dict(), "x") == framing
-    before_crops = {k: v for k, v in Framing().to_dict().items() if k != "crop"} | {"schema": "siamese-framing/1"}
-    assert Framing.from_dict(before_crops, "x") == Framing()
-    for bad in ({"schema": "siamese-framing/9"}, {**framing.to_dict(), "side": 3}, {**framing.to_dict(), "kind": "x"}):
+    before_crops = {k: v for k, v in Framing().to_dict().items() if k not in ("crop", "landmarks")}
+    assert Framing.from_dict(before_crops | {"schema": "siamese-framing/1"}, "x") == Framing()
+    before_landmarks = {k: v for k, v in framing.to_dict().items() if k != "landmarks"}
+    assert Framing.from_dict(before_landmarks | {"schema": "siamese-framing/2"}, "x").landmarks is None
+    lfw = Framing.for_data_set("lfw", 0.8)
+    assert Framing.from_dict(json.loads(json.dumps(lfw.to_dict())), "x") == lfw and lfw.landmarks == LFW_LANDMARKS
+    bad_landmarks = ([[0.4, 0.4]] * 4, [[0.4, 1.4]] * 5, [["a", 0.4]] * 5, "eyes")
+    for bad in ({"schema": "siamese-framing/9"}, {**framing.to_dict(), "side": 3}, {**framing.to_dict(), "kind": "x"},
+                *({**framing.to_dict(), "landmarks": b} for b in bad_landmarks)):  # fmt: skip
         with pytest.raises(SiameseError):
             Framing.from_dict(bad, "metadata.json")
 

@@ -10,7 +10,8 @@ detector (siamese.detect.DETECTORS) over
 
 and, on the images of training identities only (the test identities never tune anything),
 the face's box (the one siamese-verify chooses) relative to the 250 x 250 frame: median and spread of its centre and
-side. That box is the framing (siamese.core.framing) a detected face is cropped to.
+side, and of each of its five landmarks where the detector gives them. Those are the framing
+(siamese.detect.framing) a detected face is aligned or cropped to.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from siamese.core.files import write_json
 from siamese.core.pairs import identities, identity_of, read_pairs
 from siamese.data.lfw import find_lfw, locate_lfw
 from siamese.detect import DETECTORS, create
+from siamese.detect.base import LANDMARKS
 from siamese.detect.frame import subject
 
 FACE_FREE = (
@@ -81,7 +83,14 @@ def box_statistics(boxes, frame: int) -> dict:
         return {"median": float(np.median(v)), "p05": float(np.percentile(v, 5)), "p95": float(np.percentile(v, 95)),
                 "mad": float(np.median(np.abs(v - np.median(v))))}  # fmt: skip
 
-    return {"faces": len(boxes), "centre_x": spread(cx), "centre_y": spread(cy), "side": spread(side)}
+    stats = {"faces": len(boxes), "centre_x": spread(cx), "centre_y": spread(cy), "side": spread(side)}
+    marked = [b.landmarks for b in boxes if b.landmarks is not None]
+    if marked:  # each landmark's place (siamese.detect.base.LANDMARKS): framing.LFW_LANDMARKS
+        points = np.array(marked) / frame  # (faces, 5, 2)
+        stats["landmarks"] = {
+            name: {"x": spread(points[:, i, 0]), "y": spread(points[:, i, 1])} for i, name in enumerate(LANDMARKS)
+        }
+    return stats
 
 
 @click.command()
@@ -93,8 +102,9 @@ def box_statistics(boxes, frame: int) -> dict:
     help="default: as siamese-train finds it",
 )
 @click.option("--limit", type=int, default=None, help="only this many LFW images (a quick look)")
+@click.option("--detector", "detectors", multiple=True, type=click.Choice(list(DETECTORS)), help="default: all")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None)
-def main(lfw_dir, limit, json_out):
+def main(lfw_dir, limit, detectors, json_out):
     from PIL import Image
 
     location = locate_lfw(lfw_dir or find_lfw())
@@ -104,7 +114,7 @@ def main(lfw_dir, limit, json_out):
     lfw = [(str(f.relative_to(root)), np.asarray(Image.open(f).convert("RGB"))) for f in files]
     free = face_free_images()
     report = {}
-    for name in DETECTORS:
+    for name in detectors or DETECTORS:
         detector = create(name)
         (on_lfw, chosen), (on_free, false_faces) = measure(detector, lfw), measure(detector, free)
         boxes = [b for (key, _), b in zip(lfw, chosen, strict=True) if b and identity_of(key) in training]

@@ -9,10 +9,13 @@ bench.studies.pasted does (its own seed), then verifies the pairs with the expor
 - original: the LFW frames as the network saw them in training;
 - cut out: the scene cut exactly where the frame was pasted (the pasting's own cost);
 - detected and framed: siamese-verify's default (the detector's box, looked at twice);
-- one look: the detector's first box only;
-- true box: the box the detector finds on the original frame, carried into the scene
-  (a perfect detector, the crop rule unchanged);
-- original, cropped: that same crop rule applied to the original frame (beyond it, its edge repeated).
+- one look: the detector's first box (and landmarks) only;
+- true box: the box and landmarks the detector finds on the original frame, carried into the
+  scene (a perfect detector, the framing rule unchanged);
+- original, cropped: that same framing rule applied to the original frame (beyond it, its edge repeated).
+
+Each framing is the export's: aligned by the five landmarks where its metadata holds them
+(exports since 2026-12-06), else cropped by the box.
 
 True box against original-cropped is the cost of what surrounds the frame in the scene; framed
 against true box is the detector's error.
@@ -34,7 +37,6 @@ from siamese.core.pairs import Pair
 from siamese.core.preprocess import decode_rgb, resize
 from siamese.detect import Face
 from siamese.detect.frame import subject
-from siamese.detect.framing import crop
 from siamese.tasks.verify import Verdict, Verifier
 from siamese.training.config import TrainConfig
 from siamese.training.run import load_dataset
@@ -69,12 +71,11 @@ def views(verifier: Verifier, original: np.ndarray, rng, backgrounds) -> dict[st
     scale = (right - left) / original.shape[1]
     detector = framer.detector
     on_original, in_scene = subject(detector.detect(original)), detector.detect(pasted.scene)
-    true_box = Face(left + on_original.x * scale, top + on_original.y * scale,
-                    on_original.width * scale, on_original.height * scale, on_original.score)  # fmt: skip
+    true_box = on_original.moved(scale, left, top)
     one_look = subject(in_scene) if in_scene else true_box
 
     def cropped(rgb: np.ndarray, face: Face) -> np.ndarray:
-        return resize(crop(rgb, framing.crop_box(face)), size)
+        return resize(framing.view(rgb, face), size)
 
     return {
         "original": resize(framing.network_view(original), size),

@@ -62,6 +62,12 @@ class Checkpoint:
         """How an image becomes this network's input (checkpoints before framing: their data set's)."""
         return self.framing or Framing.for_data_set(self.data_set)
 
+    @property
+    def client_framing(self) -> Framing:
+        """What a client of this model's exports does to a photo: its data set's framing as measured
+        now (landmarks since 2026-12-06, so older runs export with them too), at the crop it trained on."""
+        return Framing.for_data_set(self.data_set, self.input_framing.crop)
+
     def to_dict(self) -> dict:
         return {
             "format": FORMAT,

@@ -11,16 +11,20 @@ import numpy as np
 from siamese.core.errors import SiameseError
 from siamese.core.files import sha256_file
 
+LANDMARKS = ("right eye", "left eye", "nose tip", "right mouth corner", "left mouth corner")  # the subject's own
+
 
 @dataclass(frozen=True)
 class Face:
-    """A detected face box in pixels of the image it was found in."""
+    """A detected face box in pixels of the image it was found in, and where the detector gives
+    them, its five landmarks (LANDMARKS order, (x, y) pixels of the same image)."""
 
     x: float
     y: float
     width: float
     height: float
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def side(self) -> float:
@@ -29,6 +33,15 @@ class Face:
     @property
     def centre(self) -> tuple[float, float]:
         return self.x + self.width / 2, self.y + self.height / 2
+
+    def moved(self, scale: float, left: float = 0.0, top: float = 0.0) -> Face:
+        """This face in another image's pixels: each coordinate times `scale`, plus (left, top)."""
+        points = None
+        if self.landmarks is not None:
+            points = tuple((x * scale + left, y * scale + top) for x, y in self.landmarks)
+        return Face(
+            self.x * scale + left, self.y * scale + top, self.width * scale, self.height * scale, self.score, points
+        )
 
 
 class Detector(ABC):

@@ -89,8 +89,9 @@ class Framer:
             pixels = resize(self.framing.network_view(rgb), self.image_size)
             return Framed(pixels, len(faces), "as is (framed as the training images)", face)
         face = self.refine(rgb, face)
-        pixels = resize(crop(rgb, self.framing.crop_box(face)), self.image_size)
-        return Framed(pixels, len(faces), "cropped to the training framing", face)
+        pixels = resize(self.framing.view(rgb, face), self.image_size)
+        how = "aligned by its landmarks to" if self.framing.aligns(face) else "cropped to"
+        return Framed(pixels, len(faces), f"{how} the training framing", face)
 
     def refine(self, rgb: np.ndarray, face: Face) -> Face:
         """The face's box found again at the scale the framing was measured at. The detector's
@@ -105,10 +106,8 @@ class Framer:
         region = (x, y, x + size, y + size)
         side = 2 * MEASURED_FRAME_PX  # the region is twice the frame: the frame at LFW's scale
         scale = side / (region[2] - region[0])
-        again = [
-            Face(f.x / scale + region[0], f.y / scale + region[1], f.width / scale, f.height / scale, f.score)
-            for f in self.detector.detect(resize(crop(rgb, region), side))
-        ]
+        found = self.detector.detect(resize(crop(rgb, region), side))
+        again = [f.moved(1 / scale, region[0], region[1]) for f in found]
         same = max(again, key=lambda f: overlap(f, face), default=None)
         return same if same is not None and overlap(same, face) >= SAME_FACE_IOU else face
 

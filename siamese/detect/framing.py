@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from PIL import Image
 
 from siamese.core.errors import SiameseError
 from siamese.core.preprocess import centre_crop
@@ -22,6 +23,21 @@ from siamese.detect.base import Face
 FRAMINGS = ("detected", "whole")
 MEASURED_FRAME_PX = 250  # the side of the deep-funneled frames the figures below were measured on
 MIN_CROP = 0.3  # a tighter crop than this would cut into the face (its box is 0.43 of the frame)
+# YuNet's five landmarks (siamese.detect.base.LANDMARKS order) on the deep-funneled frames of the
+# training identities, medians as shares of the frame: `python -m bench.studies.detectors`
+LFW_LANDMARKS = ((0.412, 0.448), (0.588, 0.444), (0.504, 0.544), (0.432, 0.620), (0.580, 0.620))
+
+
+def similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The scale s, rotation R and shift t that map the (N, 2) points `source` closest to
+    `target` (least squares: target ~ s R source + t; Umeyama, 1991)."""
+    mean_s, mean_t = source.mean(0), target.mean(0)
+    a, b = source - mean_s, target - mean_t
+    u, singular, vt = np.linalg.svd(b.T @ a / len(a))
+    reflect = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])  # a rotation, never a mirror image
+    rotation = u @ reflect @ vt
+    scale = float(np.trace(np.diag(singular) @ reflect) / ((a**2).sum() / len(a)))
+    return scale, rotation, mean_t - scale * rotation @ mean_s
 
 
 @dataclass(frozen=True)
@@ -32,10 +48,13 @@ class Framing:
     the frame's side, medians over the training images. A frame whose face already sits within
     `centre_tolerance` of that centre and `side_tolerance` (relative) of that side is framed
     like LFW already and passes unchanged, so LFW images give the same answers either way.
-    `crop`: the centred share of that frame the network sees (1: all of it), for either kind."""
+    `crop`: the centred share of that frame the network sees (1: all of it), for either kind.
+    `landmarks`: where the training images hold the face's five landmarks (shares of the frame);
+    a face found with landmarks is then rotated, scaled and shifted onto them (as deep funneling
+    aligned LFW's faces), one found without them is cropped by its box. None: by the box."""
 
-    SCHEMA = "siamese-framing/2"
-    READS = ("siamese-framing/1", SCHEMA)  # /1 had no crop: the whole frame
+    SCHEMA = "siamese-framing/3"
+    READS = ("siamese-framing/1", "siamese-framing/2", SCHEMA)  # /1 had no crop, /1 and /2 no landmarks
 
     kind: str = "detected"
     detector: str = "yunet"
@@ -45,12 +64,13 @@ class Framing:
     centre_tolerance: float = 0.06
     side_tolerance: float = 0.15
     crop: float = 1.0
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @classmethod
     def for_data_set(cls, data_set: str, crop: float = 1.0) -> Framing:
         """LFW's measured framing for a model trained on LFW photos; the whole frame otherwise
         (synthetic faces are drawings a face detector does not find)."""
-        return cls(crop=crop) if data_set == "lfw" else cls(kind="whole", crop=crop)
+        return cls(crop=crop, landmarks=LFW_LANDMARKS) if data_set == "lfw" else cls(kind="whole", crop=crop)
 
     def __post_init__(self):
         if self.kind not in FRAMINGS:
@@ -60,6 +80,11 @@ class Framing:
             raise SiameseError(f"framing figures must be shares between 0 and 1, got {numbers}")
         if not (isinstance(self.crop, int | float) and MIN_CROP <= self.crop <= 1):
             raise SiameseError(f"framing crop must be a share between {MIN_CROP} and 1, got {self.crop!r}")
+        if self.landmarks is not None:
+            points = np.asarray(self.landmarks, dtype=float) if _all_numbers(self.landmarks) else None
+            if points is None or points.shape != (5, 2) or not ((points > 0) & (points < 1)).all():
+                raise SiameseError(f"framing landmarks must be 5 (x, y) shares between 0 and 1, got {self.landmarks!r}")
+            object.__setattr__(self, "landmarks", tuple(tuple(map(float, p)) for p in points))  # lists from JSON
 
     def to_dict(self) -> dict:
         return {"schema": self.SCHEMA, **asdict(self)}
@@ -80,9 +105,32 @@ class Framing:
         seen = "" if self.crop >= 1 else f"; the network sees its centred {self.crop:.2f}"
         if self.kind == "whole":
             return f"framing: the whole image{seen}, resized (no face detection)"
+        how = "aligned by its five landmarks to LFW's, else cropped" if self.landmarks else "cropped"
         return (
-            f"framing: the face ({self.detector}; the largest confident one) cropped as in LFW: box centre "
+            f"framing: the face ({self.detector}; the largest confident one) {how} as in LFW: box centre "
             f"({self.centre_x:.3f}, {self.centre_y:.3f}), side {self.side:.3f} of the frame{seen}"
+        )
+
+    def aligns(self, face: Face) -> bool:
+        return self.landmarks is not None and face.landmarks is not None
+
+    def view(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        """The network's view of a photo whose face is `face`, at the photo's own scale (the
+        caller resizes it): aligned by the landmarks where both have them, else cropped by the box."""
+        if not self.aligns(face):
+            return crop(rgb, self.crop_box(face))
+        frame, rotation, shift = similarity(np.asarray(self.landmarks), np.asarray(face.landmarks))
+        side = max(1, round(frame * self.crop))  # frame: the training frame's side in the photo's pixels
+        inset = frame * (1 - self.crop) / 2
+        origin = rotation @ np.array([inset, inset]) + shift  # where the view's corner (0, 0) falls
+        corners = origin + np.array([[0, 0], [side, 0], [0, side], [side, side]]) @ rotation.T
+        left, top = np.floor(corners.min(0)).astype(int) - 1
+        right, bottom = np.ceil(corners.max(0)).astype(int) + 1
+        region = Image.fromarray(np.ascontiguousarray(crop(rgb, (left, top, right, bottom))))
+        # PIL's affine maps each output pixel (u, v) to the input point (a u + b v + c, d u + e v + f)
+        coefficients = (*rotation[0], origin[0] - left, *rotation[1], origin[1] - top)
+        return np.asarray(
+            region.transform((side, side), Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR)
         )
 
     def network_view(self, frame: np.ndarray) -> np.ndarray:
@@ -113,6 +161,13 @@ class Framing:
         inset = frame * (1 - self.crop) / 2
         left, top, size = round(left + inset), round(top + inset), max(1, round(frame * self.crop))
         return left, top, left + size, top + size
+
+
+def _all_numbers(points) -> bool:
+    try:
+        return all(isinstance(v, int | float) and math.isfinite(v) for p in points for v in p)
+    except TypeError:
+        return False
 
 
 def crop(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -148,7 +148,7 @@ def build_metadata(ckpt: Checkpoint, checkpoint: Path, dtype: str) -> dict:
         "image_size": ckpt.model_config.image_size,
         "dtype": dtype,
         "normalization": ckpt.normalization.to_dict(),
-        "framing": ckpt.input_framing.to_dict(),
+        "framing": ckpt.client_framing.to_dict(),
         "input_layout": "NHWC uint8 RGB, image_size x image_size, framed as 'framing' says, then resized",
         "graphs": {g: {"inputs": INPUT_NAMES[g], "outputs": OUTPUT_NAMES[g]} for g in GRAPHS},
         "training": TrainedOn.of(ckpt.summary, ckpt.data_set).to_dict(),
