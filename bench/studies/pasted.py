@@ -104,9 +104,11 @@ def draw(path: Path, photo: np.ndarray, framed, original: np.ndarray) -> None:
     axes[0].imshow(photo)
     f = framed.face
     axes[0].add_patch(patches.Rectangle((f.x, f.y), f.width, f.height, fill=False, color="lime", lw=2))
+    if f.landmarks is not None:
+        axes[0].scatter(*zip(*f.landmarks, strict=True), s=6, color="red")
     axes[0].set_title(f"a photo ({photo.shape[1]} x {photo.shape[0]}) and the face found")
     axes[1].imshow(framed.pixels)
-    axes[1].set_title("the crop the network sees (128 x 128)")
+    axes[1].set_title(f"what the network sees: {framed.how.split(' the ')[0]} (128 x 128)")
     axes[2].imshow(resize(original, 128))
     axes[2].set_title("the LFW image as the network saw it in training")
     for ax in axes:

@@ -1,12 +1,13 @@
-"""Framing: where the face sits in the images the network was trained on, and the crop that puts
-a face detected in any photo at the same place and scale.
+"""Framing: where the face sits in the images the network was trained on, and how a face
+detected in any photo is put at the same place and scale.
 
 The figures are measured, not guessed (`python -m bench.studies.detectors`, docs/framing.md):
-the detector's box of the face on the deep-funneled LFW images of the training identities, as
-shares of the 250 x 250 frame. A model may see only the frame's centred `crop` share (training
-decodes each LFW frame that way); a detected face is cropped to the same share of the frame it
-would have in LFW. An export stores its Framing beside the normalisation, so every client
-(siamese-verify, the Python API, a Triton client) crops the same way."""
+the detector's box and five landmarks of the face on the deep-funneled LFW images of the
+training identities, as shares of the 250 x 250 frame. A model may see only the frame's centred
+`crop` share (training decodes each LFW frame that way); a detected face is aligned by its
+landmarks to LFW's (or, without landmarks, cropped by its box) and shown at that same share.
+An export stores its Framing beside the normalisation, so every client (siamese-verify, the
+Python API, a Triton client) frames the same way."""
 
 from __future__ import annotations
 
