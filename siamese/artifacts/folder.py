@@ -141,8 +141,10 @@ class ExportMetadata:
             raise SiameseError(f"{source}: normalization: {exc}") from None
         trained_on = TrainedOn.from_dict(training, f"{source}: training")
         framing = (
-            Framing.from_dict(d["framing"], source) if "framing" in d else Framing.for_data_set(trained_on.data_set)
-        )  # exports before framing existed: their data set's
+            Framing.from_dict(d["framing"], source)
+            if "framing" in d
+            else Framing.for_data_set(trained_on.data_set, aligned=False)
+        )  # exports before framing existed: their data set's, by the box as then
         graphs = require(d, "graphs", dict, source)
         expected = {g: {"inputs": GRAPH_INPUTS[g], "outputs": GRAPH_OUTPUTS[g]} for g in GRAPH_INPUTS}
         if graphs != expected:

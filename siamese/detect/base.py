@@ -66,6 +66,9 @@ class Detector(ABC):
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """Faces in an (H, W, 3) uint8 RGB image, largest first; the model file is checked once."""
+        if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8):
+            shape = getattr(rgb, "shape", None)
+            raise SiameseError(f"face detector {self.name}: wants (H, W, 3) uint8 RGB pixels, got {shape}")
         if not self._checked:
             path, expected = self.model_file()
             found = sha256_file(path)

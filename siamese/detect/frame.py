@@ -49,7 +49,7 @@ def overlap(a: Face, b: Face) -> float:
 class Framed:
     pixels: np.ndarray  # (image_size, image_size, 3) uint8: what the network sees
     faces: int  # faces found (`subject` is used); 0 for the whole-frame framing
-    how: str  # "cropped", "as is" (framed as in training already) or "whole frame"
+    how: str  # "aligned ..." (by landmarks), "cropped ..." (by the box), "as is ..." (framed already), "whole frame"
     face: Face | None = None  # the box of the face used (`subject`), in the decoded image's pixels
 
     def describe(self) -> str:

@@ -27,6 +27,12 @@ MIN_CROP = 0.3  # a tighter crop than this would cut into the face (its box is 0
 # YuNet's five landmarks (siamese.detect.base.LANDMARKS order) on the deep-funneled frames of the
 # training identities, medians as shares of the frame: `python -m bench.studies.detectors`
 LFW_LANDMARKS = ((0.412, 0.448), (0.588, 0.444), (0.504, 0.544), (0.432, 0.620), (0.580, 0.620))
+MIN_LANDMARK_SPREAD = 0.02  # LFW's are 0.09 from their mean: less is not a face's landmarks
+# The frame the landmarks give may differ from the box's by this factor before the box is
+# trusted over them: on 335 training-identity LFW images their ratio spans 0.86-1.09 (0.5th to
+# 99.5th percentile), so 1.5 leaves only landmarks that are not a face's.
+LANDMARK_BOX_RATIO = 1.5
+MAX_VIEW_FRAME_PX = 1000  # views are warped at the photo's scale up to this frame side (4x LFW's)
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -43,7 +49,7 @@ def similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarra
 
 @dataclass(frozen=True)
 class Framing:
-    """`kind` "detected": detect the photo's face (`frame.subject`) and crop it to where the
+    """`kind` "detected": detect the photo's face (`frame.subject`) and frame it where the
     training images hold it; "whole": the whole frame, resized (the training images were not photos: synthetic).
     centre_x, centre_y: the face box's centre; side: its side (sqrt of its area); all shares of
     the frame's side, medians over the training images. A frame whose face already sits within
@@ -52,7 +58,8 @@ class Framing:
     `crop`: the centred share of that frame the network sees (1: all of it), for either kind.
     `landmarks`: where the training images hold the face's five landmarks (shares of the frame);
     a face found with landmarks is then rotated, scaled and shifted onto them (as deep funneling
-    aligned LFW's faces), one found without them is cropped by its box. None: by the box."""
+    aligned LFW's faces), one found without them (or with implausible ones) is cropped by its
+    box. None: every face by its box, as exports before 2026-12-06."""
 
     SCHEMA = "siamese-framing/3"
     READS = ("siamese-framing/1", "siamese-framing/2", SCHEMA)  # /1 had no crop, /1 and /2 no landmarks
@@ -68,10 +75,13 @@ class Framing:
     landmarks: tuple[tuple[float, float], ...] | None = None
 
     @classmethod
-    def for_data_set(cls, data_set: str, crop: float = 1.0) -> Framing:
-        """LFW's measured framing for a model trained on LFW photos; the whole frame otherwise
-        (synthetic faces are drawings a face detector does not find)."""
-        return cls(crop=crop, landmarks=LFW_LANDMARKS) if data_set == "lfw" else cls(kind="whole", crop=crop)
+    def for_data_set(cls, data_set: str, crop: float = 1.0, aligned: bool = True) -> Framing:
+        """LFW's measured framing for a model trained on LFW photos (`aligned`: with its landmarks,
+        as exports since 2026-12-06; False: by the box, as artifacts before them); the whole frame
+        otherwise (synthetic faces are drawings a face detector does not find)."""
+        if data_set != "lfw":
+            return cls(kind="whole", crop=crop)
+        return cls(crop=crop, landmarks=LFW_LANDMARKS if aligned else None)
 
     def __post_init__(self):
         if self.kind not in FRAMINGS:
@@ -82,9 +92,11 @@ class Framing:
         if not (isinstance(self.crop, int | float) and MIN_CROP <= self.crop <= 1):
             raise SiameseError(f"framing crop must be a share between {MIN_CROP} and 1, got {self.crop!r}")
         if self.landmarks is not None:
-            points = np.asarray(self.landmarks, dtype=float) if _all_numbers(self.landmarks) else None
-            if points is None or points.shape != (5, 2) or not ((points > 0) & (points < 1)).all():
-                raise SiameseError(f"framing landmarks must be 5 (x, y) shares between 0 and 1, got {self.landmarks!r}")
+            points = _points(self.landmarks)
+            if points is None or not ((points > 0) & (points < 1)).all() or _spread(points) < MIN_LANDMARK_SPREAD:
+                raise SiameseError(
+                    f"framing landmarks must be 5 distinct (x, y) shares between 0 and 1, got {self.landmarks!r}"
+                )
             object.__setattr__(self, "landmarks", tuple(tuple(map(float, p)) for p in points))  # lists from JSON
 
     def to_dict(self) -> dict:
@@ -112,15 +124,35 @@ class Framing:
             f"({self.centre_x:.3f}, {self.centre_y:.3f}), side {self.side:.3f} of the frame{seen}"
         )
 
+    def landmark_fit(self, face: Face) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """The similarity that puts LFW's landmarks (in frame shares) onto `face`'s: the training
+        frame's side in the photo's pixels, its rotation and its corner. None where either has no
+        landmarks, or where the fit disagrees with the face's box by more than LANDMARK_BOX_RATIO
+        in scale (landmarks of a face seen from the side or half hidden): the box frames it then."""
+        if self.landmarks is None or face.landmarks is None:
+            return None
+        frame, rotation, shift = similarity(np.asarray(self.landmarks), np.asarray(face.landmarks))
+        by_box = face.side / self.side
+        if not (by_box / LANDMARK_BOX_RATIO <= frame <= by_box * LANDMARK_BOX_RATIO):
+            return None
+        return frame, rotation, shift
+
     def aligns(self, face: Face) -> bool:
-        return self.landmarks is not None and face.landmarks is not None
+        return self.landmark_fit(face) is not None
 
     def view(self, rgb: np.ndarray, face: Face) -> np.ndarray:
-        """The network's view of a photo whose face is `face`, at the photo's own scale (the
-        caller resizes it): aligned by the landmarks where both have them, else cropped by the box."""
-        if not self.aligns(face):
+        """The network's view of a photo whose face is `face`, at the photo's own scale up to
+        MAX_VIEW_FRAME_PX (the caller resizes it): aligned by the landmarks (`landmark_fit`),
+        else cropped by the box."""
+        fit = self.landmark_fit(face)
+        if fit is None:
             return crop(rgb, self.crop_box(face))
-        frame, rotation, shift = similarity(np.asarray(self.landmarks), np.asarray(face.landmarks))
+        frame, rotation, shift = fit
+        if frame > MAX_VIEW_FRAME_PX:  # a face filling a 40 MP photo: shrink first (antialiased), not warp it whole
+            k = MAX_VIEW_FRAME_PX / frame
+            height, width = rgb.shape[:2]
+            small = Image.fromarray(rgb).resize((max(1, round(width * k)), max(1, round(height * k))))
+            return self.view(np.asarray(small), face.moved(k))
         side = max(1, round(frame * self.crop))  # frame: the training frame's side in the photo's pixels
         inset = frame * (1 - self.crop) / 2
         origin = rotation @ np.array([inset, inset]) + shift  # where the view's corner (0, 0) falls
@@ -164,11 +196,20 @@ class Framing:
         return left, top, left + size, top + size
 
 
-def _all_numbers(points) -> bool:
+def _points(values) -> np.ndarray | None:
+    """Five (x, y) finite numbers as a (5, 2) array, or None."""
     try:
-        return all(isinstance(v, int | float) and math.isfinite(v) for p in points for v in p)
+        if len(values) != 5 or any(len(p) != 2 for p in values):
+            return None
+        if not all(isinstance(v, int | float) and math.isfinite(v) for p in values for v in p):
+            return None
     except TypeError:
-        return False
+        return None
+    return np.asarray(values, dtype=float)
+
+
+def _spread(points: np.ndarray) -> float:
+    return float(((points - points.mean(0)) ** 2).sum(1).mean() ** 0.5)
 
 
 def crop(rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
