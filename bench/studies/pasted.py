@@ -108,8 +108,8 @@ def draw(path: Path, photo: np.ndarray, framed, original: np.ndarray) -> None:
         axes[0].scatter(*zip(*f.landmarks, strict=True), s=6, color="red")
     axes[0].set_title(f"a photo ({photo.shape[1]} x {photo.shape[0]}) and the face found")
     axes[1].imshow(framed.pixels)
-    how = "aligned by its landmarks" if framed.how.startswith("aligned") else "cropped by its box"
-    axes[1].set_title(f"what the network sees: the face {how} (128 x 128)")
+    how = "aligned by landmarks" if framed.how.startswith("aligned") else "cropped by the box"
+    axes[1].set_title(f"the network's view (128 x 128): {how}")
     axes[2].imshow(resize(original, 128))
     axes[2].set_title("the LFW image as the network saw it in training")
     for ax in axes:
