@@ -364,3 +364,14 @@ def test_exif_orientation_is_applied_before_detection(lfw_root, tmp_path):
     framed = Framer(Framing(), 128).load(tmp_path / "portrait.jpg")
     expected = resize(np.asarray(original.convert("RGB")), 128).astype(float)
     assert framed.how.startswith("as is") and np.abs(framed.pixels.astype(float) - expected).mean() < 6
+
+
+def test_the_pasted_studys_figure_draws_a_photo_its_aligned_view_and_the_lfw_frame(lfw_root, tmp_path):
+    from bench.studies.pasted import draw
+
+    detector_or_skip("yunet")
+    original = decode_rgb(lfw_root / LFW_IMAGES[0])
+    photo = pasted(original, 600, 1.0, (200, 100))
+    framed = Framer(Framing(crop=0.8, landmarks=LFW_LANDMARKS), 128).frame(photo, "photo")
+    draw(tmp_path / "figure.png", photo, framed, original)
+    assert framed.how.startswith("aligned") and Image.open(tmp_path / "figure.png").size == (990, 360)
