@@ -97,6 +97,10 @@ def test_an_lfw_frame_aligned_to_its_own_landmarks_is_its_network_view(lfw_root)
     photo = np.pad(resize(original, 500), ((80, 0), (40, 0), (0, 0)), mode="edge")  # twice the size, elsewhere
     again = resize(framing.view(photo, at_template.moved(2.0, 40, 80)), 200)
     assert np.abs(again.astype(int) - view).mean() < 3
+    huge = np.pad(resize(original, 2500), ((100, 0), (100, 0), (0, 0)), mode="edge")  # the face fills a 7 MP photo
+    shrunk = framing.view(huge, at_template.moved(10.0, 100, 100))
+    assert shrunk.shape == (800, 800, 3)  # warped at MAX_VIEW_FRAME_PX, not at the photo's 2,500 px frame
+    assert np.abs(resize(shrunk, 200).astype(int) - view).mean() < 3
 
 
 def test_faces_without_plausible_landmarks_are_cropped_by_their_box_and_bad_templates_refused():
