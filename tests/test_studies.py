@@ -136,3 +136,25 @@ def test_framing_gap_takes_the_pasted_test_apart_on_the_runs_validation_pairs(co
     rows = [line.split(":")[0] for line in out.splitlines() if "'decided': 4" in line]
     assert rows == ["original", "cut out where pasted", "detected and framed (siamese-verify)",
                     "one look of the detector", "true box in the scene", "original, cropped by the rule"]  # fmt: skip
+
+
+def test_seeds_trains_one_run_per_seed_reports_the_spread_and_continues_where_it_stopped(tmp_path):
+    import json
+    import statistics
+
+    from bench.studies import seeds
+
+    args = ["--variant", "contrastive", "--seeds", "0,1", "--out", tmp_path / "runs", "--json", tmp_path / "s.json"]
+    tiny = ["--", "--synthetic", "--image-size", "16", "--sampling", "pairs", "--pairs-per-epoch", "64"]
+    tiny += ["--batch-size", "16", "--val-pairs", "64", "--epochs", "1", "--amp", "none", "--compile", "off"]
+    run(seeds, args + tiny)
+    report = json.loads((tmp_path / "s.json").read_text())
+    runs = [json.loads(next((tmp_path / "runs" / f"seed-{s}").glob("*/*/summary.json")).read_text()) for s in (0, 1)]
+    assert [r["config"]["seed"] for r in runs] == [0, 1]
+    assert report["accuracy"]["values"] == [r["accuracy"] for r in runs]
+    assert report["accuracy"]["std"] == statistics.stdev(r["accuracy"] for r in runs)
+    assert report["command"].startswith("siamese-train --variant contrastive --synthetic")
+    again = run(seeds, args + tiny)  # finished seeds are read, not trained again
+    assert again.count("read the finished run") == 2
+    result = CliRunner().invoke(seeds.main, [str(a) for a in args + [*tiny, "--seed", "3"]])
+    assert result.exit_code != 0 and "--seed is the study's to set" in result.output
