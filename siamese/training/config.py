@@ -21,9 +21,9 @@ from siamese.detect.framing import MIN_CROP
 # chosen on validation (README, recipe search): hardest negatives help the contrastive loss
 # and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
 VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
-# 2 hours on a 2-core CPU: contrastive sized in fp32 (AVX2), bce's 14 where bf16 is native
-# (about 3.3 h in fp32: README, docs/training.md)
-VARIANT_EPOCHS = {"contrastive": 9, "bce": 14}
+# each within 2 hours on a 2-core CPU where bf16 is native (Zen 4: about 4.5 min an epoch); in fp32
+# on an AVX2 CPU about 3 times that (README, docs/training.md)
+VARIANT_EPOCHS = {"contrastive": 14, "bce": 14}
 # chosen on validation (docs/training.md: 64 px proxy and full size): a tighter view of the face
 LFW_CROP = 0.8
 # recipe options added after runs were recorded: what a checkpoint without them trained with
