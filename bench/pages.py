@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import shutil
+import statistics
+from collections import defaultdict
 from pathlib import Path
 
 import click
@@ -22,6 +25,8 @@ from bench.result import BenchResult
 from siamese.artifacts.records import TrainingSummary
 from siamese.core.errors import SiameseError, user_errors
 from siamese.core.files import read_limited, write_text
+from siamese.core.spec import SPEC_IMAGE_SIZE
+from siamese.training.config import RECIPE
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -70,6 +75,52 @@ def _seed(s: TrainingSummary) -> str:
     return str(s.config.get("seed", "-"))
 
 
+def _recipe(s: TrainingSummary) -> str:
+    """The run's command less what only tells one seed's run of a recipe from another's."""
+    words, kept = shlex.split(s.command or ""), []
+    for i, word in enumerate(words):
+        if word in ("--seed", "--out") or (i and words[i - 1] in ("--seed", "--out")):
+            continue
+        kept.append(word)
+    return shlex.join(kept)
+
+
+def seed_groups(summaries: list[tuple[str, TrainingSummary]]) -> list[list[TrainingSummary]]:
+    """The recipes recorded at two or more seeds, each seed's latest run: runs of one recipe share
+    their command (but for seed and folder) and every resolved recipe option but the seed."""
+    by_recipe = defaultdict(dict)
+    for _, s in sorted(summaries, key=lambda item: item[1].finished or ""):
+        if s.command and "seed" in s.config:
+            options = json.dumps({k: s.config.get(k) for k in RECIPE if k != "seed"}, sort_keys=True)
+            by_recipe[(_recipe(s), s.data_set, s.epochs, s.image_size, options)][s.config["seed"]] = s
+    return [list(runs.values()) for runs in by_recipe.values() if len(runs) >= 2]
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.3f} +- {statistics.stdev(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def seeds_table(groups: list[list[TrainingSummary]]) -> list[str]:
+    if not groups:
+        return ["None recorded yet."]
+    rows = [
+        "| recipe | image size | epochs | seeds | val accuracy, mean +- sd (range) | test accuracy, mean +- sd (range) "
+        "| test AUC, mean | host, dates, commits |",
+        "|---" * 8 + "|",
+    ]
+    for runs in groups:
+        dates = sorted({(r.finished or "-")[:10] for r in runs})
+        commits = sorted({(r.git_commit or "-")[:7] for r in runs})
+        seeds = ", ".join(str(r.config["seed"]) for r in runs)
+        rows.append(
+            f"| `{_recipe(runs[0])}` | {runs[0].image_size} | {runs[0].epochs} | {seeds} "
+            f"| {_spread([r.val_accuracy for r in runs]) if all(r.val_accuracy is not None for r in runs) else '-'} "
+            f"| {_spread([r.accuracy for r in runs])} | {statistics.fmean(r.auc for r in runs):.3f} "
+            f"| {', '.join(sorted({r.host or '-' for r in runs}))}, {', '.join(dates)}, {', '.join(commits)} |"
+        )
+    return rows
+
+
 def training_page(summaries: list[tuple[str, TrainingSummary]]) -> str:
     rows = [
         "| run | model | epochs | seed | precision | val accuracy (95% CI) | test accuracy (95% CI) | test AUC | EER "
@@ -102,15 +153,23 @@ def training_page(summaries: list[tuple[str, TrainingSummary]]) -> str:
             "",
             *commands,
             "",
+            "## Seeds",
+            "",
+            "Every recipe recorded at two or more seeds (the same command but for `--seed` and `--out`):",
+            "the mean, sample standard deviation and range of its runs' figures.",
+            "",
+            *seeds_table(seed_groups(summaries)),
+            "",
         ]
     )
 
 
 def readme_table(summaries: list[tuple[str, TrainingSummary]]) -> str:
-    """The README's table: the latest LFW run of each model."""
+    """The README's table: the latest LFW run of each model at the spec's size, then the spread of
+    each recipe recorded at three seeds or more."""
     latest = {}
     for name, s in sorted(summaries, key=lambda item: item[1].finished or ""):
-        if s.data_set == "lfw":
+        if s.data_set == "lfw" and s.image_size == SPEC_IMAGE_SIZE:
             latest[(s.variant, s.head)] = (name, s)
     rows = [
         "| model | command | epochs | seed | val accuracy (95% CI) | test accuracy (95% CI) | test AUC | EER "
@@ -124,7 +183,13 @@ def readme_table(summaries: list[tuple[str, TrainingSummary]]) -> str:
             f"| {_minutes(s.wall_time_s)} "
             f"| {s.host or '-'}, {(s.finished or '-')[:10]}, {(s.git_commit or '-')[:7]} |"
         )
-    return "\n".join(rows if latest else ["No LFW run is recorded yet."])
+    if not latest:
+        rows = [f"No LFW run at the spec's {SPEC_IMAGE_SIZE} px is recorded yet."]
+    seeded = [runs for runs in seed_groups(summaries) if runs[0].data_set == "lfw" and len(runs) >= 3]
+    if seeded:
+        rows += ["", "Seeds: the same recipe at several seeds ([every one](docs/results/training.md#seeds)).", ""]
+        rows += seeds_table(seeded)
+    return "\n".join(rows)
 
 
 def with_readme_table(readme: str, table: str) -> str:

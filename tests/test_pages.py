@@ -85,3 +85,27 @@ def test_a_file_that_is_no_result_is_refused_by_name(tmp_path):
     with pytest.raises(SiameseError, match="x.json is neither a training summary"):
         pages.add([tmp_path / "x.json"], None, tmp_path / "results", readme(tmp_path))
     assert not (tmp_path / "results" / "data").exists()
+
+
+def test_a_recipe_at_three_seeds_shows_its_spread_on_both_pages_and_proxies_stay_out_of_the_readme(tmp_path):
+    proxy = replace(SUMMARY, image_size=64, command="siamese-train --variant bce --image-size 64")
+    accuracies = {0: 0.70, 1: 0.74, 2: 0.72}
+    for seed, accuracy in accuracies.items():
+        run = replace(
+            proxy,
+            accuracy=accuracy,
+            val_accuracy=accuracy + 0.01,
+            command=f"{proxy.command} --seed {seed} --out runs-seeds/seed-{seed}",
+            config={**proxy.config, "seed": seed},
+        )
+        write_json(tmp_path / f"{seed}.json", run.to_dict())
+        pages.add([tmp_path / f"{seed}.json"], f"proxy-seed-{seed}", tmp_path / "results", readme(tmp_path))
+    other_recipe = replace(proxy, command=f"{proxy.command} --lr 1e-3 --seed 5", config={**proxy.config, "seed": 5})
+    write_json(tmp_path / "other.json", other_recipe.to_dict())
+    pages.add([tmp_path / "other.json"], "other", tmp_path / "results", tmp_path / "README.md")
+    row = "| `siamese-train --variant bce --image-size 64` | 64 | 8 | 0, 1, 2 | 0.730 +- 0.020 (0.710-0.750) "
+    row += "| 0.720 +- 0.020 (0.700-0.740) | 0.911 |"
+    page = (tmp_path / "results" / "training.md").read_text().split("## Seeds")[1]
+    assert row in page and "--lr 1e-3" not in page  # one seed of a recipe is no spread
+    readme_table = (tmp_path / "README.md").read_text()
+    assert row in readme_table and "| bce, diff-prod head |" not in readme_table  # no 128 px run recorded

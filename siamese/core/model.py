@@ -13,13 +13,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siamese.core.spec import FEATURE_DIM, HEADS, VARIANTS, higher_is_same, image_size_problem, model_name
+from siamese.core.spec import (
+    FEATURE_DIM,
+    HEADS,
+    SPEC_IMAGE_SIZE,
+    VARIANTS,
+    higher_is_same,
+    image_size_problem,
+    model_name,
+)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     variant: str = "bce"
-    image_size: int = 128  # square input; the flatten size follows from it
+    image_size: int = SPEC_IMAGE_SIZE  # square input; the flatten size follows from it
     margin: float = 1.0  # contrastive only
     head: str = "concat"  # bce only: one of HEADS
 
@@ -47,7 +55,7 @@ class ModelConfig:
 class EmbeddingNet(nn.Sequential):
     """Network C: 4 conv blocks and one fully connected block, 19 layers, 1024-d output."""
 
-    def __init__(self, image_size: int = 128):
+    def __init__(self, image_size: int = SPEC_IMAGE_SIZE):
         side = image_size // 8  # three 2x2 max-pools
         super().__init__(
             nn.Conv2d(3, 64, 5, stride=1, padding=2),  # (N, 64, S, S)
@@ -104,7 +112,9 @@ class SiameseNet(nn.Module):
     a probability of "same person" (bce) or the distance itself (contrastive).
     """
 
-    def __init__(self, variant: str = "bce", image_size: int = 128, margin: float = 1.0, head: str = "concat"):
+    def __init__(
+        self, variant: str = "bce", image_size: int = SPEC_IMAGE_SIZE, margin: float = 1.0, head: str = "concat"
+    ):
         super().__init__()
         self.config = ModelConfig(variant, image_size, margin, head)
         self.embedding = EmbeddingNet(image_size)
@@ -187,7 +197,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def flops_per_image(image_size: int = 128) -> int:
+def flops_per_image(image_size: int = SPEC_IMAGE_SIZE) -> int:
     """Multiply-adds x 2 of the convolutions and the FC layer (BN, ReLU and pooling are
     negligible): 3.31 GFLOP at 128x128."""
     s = image_size

@@ -10,6 +10,7 @@ VARIANTS = ("bce", "contrastive")
 # 2048 inputs and parameter count, one sigmoid node, but a function of how the features relate.
 HEADS = ("concat", "diff-prod")
 FEATURE_DIM = 1024  # the embedding network's output
+SPEC_IMAGE_SIZE = 128  # the spec's input side; smaller sides make the proxies of recipe studies
 # a square input side: three 2x2 max-pools need a multiple of 8
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, IMAGE_SIZE_STEP = 8, 1024, 8
 
