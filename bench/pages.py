@@ -26,7 +26,7 @@ from siamese.artifacts.records import TrainingSummary
 from siamese.core.errors import SiameseError, user_errors
 from siamese.core.files import read_limited, write_text
 from siamese.core.spec import SPEC_IMAGE_SIZE
-from siamese.training.config import RECIPE
+from siamese.training.config import RECIPE, RECORDED_BEFORE
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -75,47 +75,65 @@ def _seed(s: TrainingSummary) -> str:
     return str(s.config.get("seed", "-"))
 
 
+# what tells one seed's run of a recipe from another's, or says how it ran, not what it trained
+NOT_RECIPE = ("--seed", "--out", "--resume", "--allow-recipe-change")
+
+
 def _recipe(s: TrainingSummary) -> str:
-    """The run's command less what only tells one seed's run of a recipe from another's."""
+    """The run's command less the options of NOT_RECIPE (as `--opt value` or `--opt=value`)."""
     words, kept = shlex.split(s.command or ""), []
     for i, word in enumerate(words):
-        if word in ("--seed", "--out") or (i and words[i - 1] in ("--seed", "--out")):
+        if word.split("=")[0] in NOT_RECIPE or (i and words[i - 1] in NOT_RECIPE[:2]):
             continue
         kept.append(word)
     return shlex.join(kept)
 
 
+def recipe_key(s: TrainingSummary) -> tuple:
+    """Runs of one recipe share this: the model, its command but for NOT_RECIPE, and every resolved
+    recipe option but the seed (an option a run predates counts as what it trained with)."""
+    config = {**RECORDED_BEFORE, **s.config}
+    options = json.dumps({k: config.get(k) for k in RECIPE if k != "seed"}, sort_keys=True, default=str)
+    return (s.data_set, s.variant, s.head, s.epochs, s.image_size, _recipe(s), options)
+
+
 def seed_groups(summaries: list[tuple[str, TrainingSummary]]) -> list[list[TrainingSummary]]:
-    """The recipes recorded at two or more seeds, each seed's latest run: runs of one recipe share
-    their command (but for seed and folder) and every resolved recipe option but the seed."""
+    """The recipes recorded at two or more seeds: each seed's latest run, in seed order."""
     by_recipe = defaultdict(dict)
     for _, s in sorted(summaries, key=lambda item: item[1].finished or ""):
         if s.command and "seed" in s.config:
-            options = json.dumps({k: s.config.get(k) for k in RECIPE if k != "seed"}, sort_keys=True)
-            by_recipe[(_recipe(s), s.data_set, s.epochs, s.image_size, options)][s.config["seed"]] = s
-    return [list(runs.values()) for runs in by_recipe.values() if len(runs) >= 2]
+            by_recipe[recipe_key(s)][s.config["seed"]] = s
+    return [[runs[seed] for seed in sorted(runs)] for runs in by_recipe.values() if len(runs) >= 2]
 
 
-def _spread(values: list[float]) -> str:
-    return f"{statistics.fmean(values):.3f} +- {statistics.stdev(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+def spread(values: list[float | None]) -> dict | None:
+    """Mean, sample standard deviation and range over the seeds (None if any run lacks the figure)."""
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values), "min": min(values), "max": max(values)}
+
+
+def _spread(values: list[float | None]) -> str:
+    f = spread(values)
+    return "-" if f is None else f"{f['mean']:.3f} +- {f['sd']:.3f} ({f['min']:.3f}-{f['max']:.3f})"
 
 
 def seeds_table(groups: list[list[TrainingSummary]]) -> list[str]:
     if not groups:
         return ["None recorded yet."]
     rows = [
-        "| recipe | image size | epochs | seeds | val accuracy, mean +- sd (range) | test accuracy, mean +- sd (range) "
-        "| test AUC, mean | host, dates, commits |",
-        "|---" * 8 + "|",
+        "| model | recipe | image size | epochs | seeds | val accuracy, mean +- sd (range) "
+        "| test accuracy, mean +- sd (range) | test AUC, mean | host, dates, commits |",
+        "|---" * 9 + "|",
     ]
     for runs in groups:
         dates = sorted({(r.finished or "-")[:10] for r in runs})
         commits = sorted({(r.git_commit or "-")[:7] for r in runs})
         seeds = ", ".join(str(r.config["seed"]) for r in runs)
         rows.append(
-            f"| `{_recipe(runs[0])}` | {runs[0].image_size} | {runs[0].epochs} | {seeds} "
-            f"| {_spread([r.val_accuracy for r in runs]) if all(r.val_accuracy is not None for r in runs) else '-'} "
-            f"| {_spread([r.accuracy for r in runs])} | {statistics.fmean(r.auc for r in runs):.3f} "
+            f"| {_model(runs[0])} | `{_recipe(runs[0])}` | {runs[0].image_size} | {runs[0].epochs} | {seeds} "
+            f"| {_spread([r.val_accuracy for r in runs])} | {_spread([r.accuracy for r in runs])} "
+            f"| {statistics.fmean(r.auc for r in runs):.3f} "
             f"| {', '.join(sorted({r.host or '-' for r in runs}))}, {', '.join(dates)}, {', '.join(commits)} |"
         )
     return rows

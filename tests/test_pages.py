@@ -87,25 +87,27 @@ def test_a_file_that_is_no_result_is_refused_by_name(tmp_path):
     assert not (tmp_path / "results" / "data").exists()
 
 
-def test_a_recipe_at_three_seeds_shows_its_spread_on_both_pages_and_proxies_stay_out_of_the_readme(tmp_path):
-    proxy = replace(SUMMARY, image_size=64, command="siamese-train --variant bce --image-size 64")
-    accuracies = {0: 0.70, 1: 0.74, 2: 0.72}
-    for seed, accuracy in accuracies.items():
-        run = replace(
-            proxy,
-            accuracy=accuracy,
-            val_accuracy=accuracy + 0.01,
-            command=f"{proxy.command} --seed {seed} --out runs-seeds/seed-{seed}",
-            config={**proxy.config, "seed": seed},
-        )
-        write_json(tmp_path / f"{seed}.json", run.to_dict())
-        pages.add([tmp_path / f"{seed}.json"], f"proxy-seed-{seed}", tmp_path / "results", readme(tmp_path))
-    other_recipe = replace(proxy, command=f"{proxy.command} --lr 1e-3 --seed 5", config={**proxy.config, "seed": 5})
-    write_json(tmp_path / "other.json", other_recipe.to_dict())
-    pages.add([tmp_path / "other.json"], "other", tmp_path / "results", tmp_path / "README.md")
-    row = "| `siamese-train --variant bce --image-size 64` | 64 | 8 | 0, 1, 2 | 0.730 +- 0.020 (0.710-0.750) "
-    row += "| 0.720 +- 0.020 (0.700-0.740) | 0.911 |"
+def test_a_recipe_at_three_seeds_shows_its_spread_on_both_pages_beside_no_proxy_run_row(tmp_path):
+    proxy = replace(SUMMARY, image_size=64, command="siamese-train --variant both --image-size 64")
+    records = {
+        "bce-0": replace(proxy, accuracy=0.70, val_accuracy=0.71, command=f"{proxy.command} --seed 0 --out r0"),
+        "bce-1": replace(proxy, accuracy=0.74, val_accuracy=0.75, command=f"{proxy.command} --out r1 --seed 1"),
+        "bce-2": replace(proxy, accuracy=0.72, val_accuracy=0.73, command=f"{proxy.command} --seed=2 --out=r2"),
+        # the same command's other variant, and a run without validation: its own recipe
+        "contrastive-0": replace(proxy, variant="contrastive", val_accuracy=None, command=f"{proxy.command} --seed 0"),
+        "contrastive-1": replace(proxy, variant="contrastive", val_accuracy=None, command=f"{proxy.command} --seed 1"),
+        "other": replace(proxy, command=f"{proxy.command} --lr 1e-3 --seed 5"),  # one seed is no spread
+    }
+    for name, record in records.items():
+        seed = int(record.command.rsplit("seed", 1)[1].split()[0].strip("= "))
+        write_json(tmp_path / f"{name}.json", replace(record, config={**record.config, "seed": seed}).to_dict())
+        pages.add([tmp_path / f"{name}.json"], name, tmp_path / "results", readme(tmp_path))
+    bce = "| bce, diff-prod head | `siamese-train --variant both --image-size 64` | 64 | 8 | 0, 1, 2 "
+    bce += "| 0.730 +- 0.020 (0.710-0.750) | 0.720 +- 0.020 (0.700-0.740) | 0.911 |"
+    contrastive = "| contrastive | `siamese-train --variant both --image-size 64` | 64 | 8 | 0, 1 | - "
+    contrastive += "| 0.835 +- 0.000 (0.835-0.835) | 0.911 |"
     page = (tmp_path / "results" / "training.md").read_text().split("## Seeds")[1]
-    assert row in page and "--lr 1e-3" not in page  # one seed of a recipe is no spread
+    assert bce in page and contrastive in page and "--lr 1e-3" not in page
     readme_table = (tmp_path / "README.md").read_text()
-    assert row in readme_table and "| bce, diff-prod head |" not in readme_table  # no 128 px run recorded
+    assert bce in readme_table and contrastive not in readme_table  # the README: three seeds or more
+    assert "No LFW run at the spec's 128 px is recorded yet." in readme_table  # a proxy is not a result row

@@ -156,5 +156,18 @@ def test_seeds_trains_one_run_per_seed_reports_the_spread_and_continues_where_it
     assert report["command"].startswith("siamese-train --variant contrastive --synthetic")
     again = run(seeds, args + tiny)  # finished seeds are read, not trained again
     assert again.count("read the finished run") == 2
-    result = CliRunner().invoke(seeds.main, [str(a) for a in args + [*tiny, "--seed", "3"]])
+    result = CliRunner().invoke(seeds.main, [str(a) for a in args + [*tiny, "--seed=3"]])
     assert result.exit_code != 0 and "--seed is the study's to set" in result.output
+
+
+def test_seeds_resumes_a_seed_stopped_before_its_summary(tmp_path, monkeypatch):
+    from bench.studies import seeds
+
+    commands = []
+    monkeypatch.setattr(seeds.subprocess, "run", lambda command, check: commands.append(command))
+    stopped = tmp_path / "seed-4" / "lfw" / "contrastive"
+    stopped.mkdir(parents=True)
+    (stopped / "checkpoint.pt").write_bytes(b"")  # an epoch saved, no summary yet
+    for seed in (3, 4):
+        seeds.train("contrastive", seed, tmp_path / f"seed-{seed}", ("--epochs", "2"))
+    assert "--resume" not in commands[0] and commands[1][-3:] == ["--out", str(tmp_path / "seed-4"), "--resume"]

@@ -7,25 +7,27 @@ per seed, and the mean and spread of what each run reports (docs/training.md, "S
 summary is read, not trained again, so an interrupted study continues where it stopped.
 
 Validation figures are what recipes are chosen on; the test figures are each run's one look at
-the test pairs, reported for the spread, never to choose.
+the test pairs, reported for the spread, never to choose. Recording each seed's summary with
+`python -m bench.pages add` puts the spread in the results pages.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 
+from bench.pages import recipe_key, spread
 from siamese.artifacts.records import TrainingSummary
 from siamese.core.files import write_json
-from siamese.core.model import VARIANTS
+from siamese.core.spec import VARIANTS
 
 # what each run's summary.json reports, as the table shows it
 FIGURES = {"val_accuracy": "val accuracy", "val_auc": "val AUC", "accuracy": "test accuracy", "auc": "test AUC"}
+STUDY_OPTIONS = ("--seed", "--out", "--variant", "--resume")  # the study's to set, per seed
 
 
 def summary_of(seed_dir: Path) -> TrainingSummary | None:
@@ -35,15 +37,14 @@ def summary_of(seed_dir: Path) -> TrainingSummary | None:
     return TrainingSummary.from_dict(json.loads(found[0].read_text()), str(found[0])) if found else None
 
 
-def spread(values: list[float]) -> dict:
-    """Mean, sample standard deviation, and range over the seeds."""
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values),
-        "min": min(values),
-        "max": max(values),
-        "values": values,
-    }
+def train(variant: str, seed: int, seed_dir: Path, train_args: tuple[str, ...]) -> TrainingSummary:
+    """One seed's run; a run stopped before its summary is resumed, not refused or redone."""
+    command = ["siamese-train", "--variant", variant, *train_args, "--seed", str(seed), "--out", str(seed_dir)]
+    if any(seed_dir.glob("*/*/checkpoint.pt")):
+        command.append("--resume")
+    click.echo(f"seed {seed}: {' '.join(command)}")
+    subprocess.run([sys.executable, "-m", "siamese.cli.train", *command[1:]], check=True)
+    return summary_of(seed_dir)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -54,38 +55,39 @@ def spread(values: list[float]) -> dict:
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def main(variant, seeds, out, json_out, train_args):
     """Train one recipe once per seed (siamese-train's options after --) and report the spread."""
-    seed_list = [int(s) for s in seeds.split(",")]
-    if len(set(seed_list)) < 2:
+    seed_list = sorted({int(s) for s in seeds.split(",")})
+    if len(seed_list) < 2:
         raise click.ClickException(f"--seeds {seeds}: a spread needs at least two different seeds")
-    for owned in ("--seed", "--out", "--variant", "--resume"):
-        if owned in train_args:
-            raise click.ClickException(f"{owned} is the study's to set, not a training option here")
+    for arg in train_args:
+        if arg.split("=")[0] in STUDY_OPTIONS:
+            raise click.ClickException(f"{arg}: {arg.split('=')[0]} is the study's to set, not a training option here")
     summaries = {}
     for seed in seed_list:
         seed_dir = out / f"seed-{seed}"
         summary = summary_of(seed_dir)
         if summary is None:
-            command = ["siamese-train", "--variant", variant, *train_args, "--seed", str(seed), "--out", str(seed_dir)]
-            click.echo(f"seed {seed}: {' '.join(command)}")
-            subprocess.run([sys.executable, "-m", "siamese.cli.train", *command[1:]], check=True)
-            summary = summary_of(seed_dir)
+            summary = train(variant, seed, seed_dir, train_args)
         else:
             click.echo(f"seed {seed}: read the finished run in {seed_dir}")
         summaries[seed] = summary
-    recipes = {s.command.split(" --seed ")[0] for s in summaries.values()}
-    if len(recipes) > 1:
-        raise click.ClickException(f"the seeds' runs were trained by different commands: {sorted(recipes)}")
+    if len({recipe_key(s) for s in summaries.values()}) > 1:
+        commands = sorted({s.command or "-" for s in summaries.values()})
+        raise click.ClickException(f"the seeds' runs differ in more than their seed: {commands}")
     report = {
         "variant": variant,
-        "command": recipes.pop(),
+        "commands": [s.command for s in summaries.values()],
         "seeds": seed_list,
-        "runs": {seed: {key: getattr(s, key) for key in FIGURES} | {"host": s.host} for seed, s in summaries.items()},
+        "runs": {
+            seed: {key: getattr(s, key) for key in FIGURES} | {"host": s.host, "commit": s.git_commit}
+            for seed, s in summaries.items()
+        },
         **{key: spread([getattr(s, key) for s in summaries.values()]) for key in FIGURES},
     }
-    click.echo(f"{report['command']}, seeds {seeds}:")
+    click.echo(f"{variant}, seeds {', '.join(map(str, seed_list))}:")
     for key, name in FIGURES.items():
         f = report[key]
-        click.echo(f"  {name}: {f['mean']:.3f} +- {f['std']:.3f} (min {f['min']:.3f}, max {f['max']:.3f})")
+        figure = "not reported by every run" if f is None else f"{f['mean']:.3f} +- {f['sd']:.3f}"
+        click.echo(f"  {name}: {figure}" + ("" if f is None else f" (min {f['min']:.3f}, max {f['max']:.3f})"))
     if json_out:
         write_json(json_out, report)
 

@@ -22,7 +22,7 @@ from siamese.core.files import atomic_write
 from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION, Normalization
 from siamese.core.records import require
-from siamese.core.spec import higher_is_same
+from siamese.core.spec import SPEC_IMAGE_SIZE, higher_is_same
 from siamese.detect.framing import LFW_LANDMARKS, Framing
 
 FORMAT = "siamese-checkpoint"
@@ -215,7 +215,7 @@ def newest_checkpoints(runs: Path = Path("runs")) -> dict[str, Path]:
 
 
 def untrained_checkpoint(
-    path: Path, variant: str, image_size: int = 128, seed: int = 0, data: dict | None = None
+    path: Path, variant: str, image_size: int = SPEC_IMAGE_SIZE, seed: int = 0, data: dict | None = None
 ) -> Path:
     """A checkpoint of randomly initialised weights, for benchmarks and tests, never for answers.
 

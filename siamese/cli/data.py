@@ -8,6 +8,7 @@ import click
 
 from siamese.core.errors import user_errors
 from siamese.core.files import DEFAULT_CACHE
+from siamese.core.spec import SPEC_IMAGE_SIZE
 
 
 @click.group()
@@ -44,7 +45,7 @@ def synthetic(dest, n_pairs, image_size):
 @main.command()
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), help="LFW folder or .tgz; default: $SIAMESE_LFW, ./cache/lfw")
-@click.option("--image-size", type=click.IntRange(8, 1024), default=128, show_default=True)
+@click.option("--image-size", type=click.IntRange(8, 1024), default=SPEC_IMAGE_SIZE, show_default=True)
 @click.option("--quality", type=click.IntRange(50, 100), default=90, show_default=True, help="JPEG quality")
 @click.option("--cache", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
 @user_errors

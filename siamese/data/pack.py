@@ -21,6 +21,7 @@ from siamese.core.files import DEFAULT_CACHE, check_writable, write_json
 from siamese.core.pairs import identities, read_pairs
 from siamese.core.preprocess import DECODE_WORKERS, decode_image, image_file
 from siamese.core.records import from_dict, to_dict
+from siamese.core.spec import SPEC_IMAGE_SIZE
 from siamese.data.lfw import locate_lfw, run_images
 
 RECORD = "pack.json"
@@ -53,7 +54,9 @@ class PackRecord:
         return from_dict(cls, data, str(path))
 
 
-def write_pack(data: Path, dest: Path, image_size: int = 128, quality: int = 90, cache_dir=DEFAULT_CACHE) -> PackRecord:
+def write_pack(
+    data: Path, dest: Path, image_size: int = SPEC_IMAGE_SIZE, quality: int = 90, cache_dir=DEFAULT_CACHE
+) -> PackRecord:
     """Pack the images a run on `data` (an LFW folder or archive) decodes into `dest`, a new folder."""
     loc = locate_lfw(data, cache_dir)
     if loc.train_pairs is None or loc.test_pairs is None:

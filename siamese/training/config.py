@@ -70,7 +70,7 @@ class TrainConfig:
         None,
         "default: "
         + ", ".join(f"{n} for {v}" for v, n in VARIANT_EPOCHS.items())
-        + " (2 hours on a 2-core CPU with native bf16; bce about 3.3 h in fp32)",
+        + " (about 65 min a run on a 2-core CPU with native bf16; about 3 h in fp32)",
         click.IntRange(1, 10_000),
     )
     sampling: str = option(

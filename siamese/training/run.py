@@ -22,6 +22,7 @@ from siamese.core.files import append_line, check_writable, exclusive_lock, writ
 from siamese.core.model import ModelConfig, SiameseNet
 from siamese.core.preprocess import NORMALIZATION
 from siamese.core.provenance import git_commit, host, utc_now
+from siamese.core.spec import SPEC_IMAGE_SIZE
 from siamese.data.lfw import Dataset, find_lfw, load_lfw
 from siamese.data.pack import RECORD as PACK_RECORD
 from siamese.detect.framing import Framing
@@ -86,7 +87,7 @@ def _load_data(cfg: TrainConfig) -> Dataset:
         )
     return load_lfw(
         data,
-        cfg.image_size or 128,
+        cfg.image_size or SPEC_IMAGE_SIZE,
         Path(cfg.train_pairs) if cfg.train_pairs else None,
         Path(cfg.test_pairs) if cfg.test_pairs else None,
         cache_dir=Path(cfg.cache),
@@ -327,7 +328,7 @@ def main(cfg: TrainConfig, variants: list[str]) -> list[TrainingSummary]:
             if world.is_main:  # one training per run folder: a second fails at once, nothing is overwritten
                 folder = run_dir(run, data_set)
                 locks.enter_context(exclusive_lock(folder.with_name(f".{folder.name}.lock"), f"run {folder}"))
-            check_run(run, data_set, cfg.image_size or (32 if synthetic else 128))
+            check_run(run, data_set, cfg.image_size or (32 if synthetic else SPEC_IMAGE_SIZE))
         dataset = load_on_main_first(cfg, world)
         summaries = [train_variant(run, dataset, world) for run in runs]
         world.barrier()  # the other ranks wait for rank 0's evaluation before the group closes
