@@ -179,7 +179,9 @@ def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Pea
         runner.load(export, ("embedding", "pair"), sorted({*cfg.batches, BATCH}))
         result.abilities = runner.describe()
         meta = export.metadata
-        result.parity = check_runner(runner, inputs, reference, meta.threshold, meta.dtype, cfg.tolerances)
+        result.parity = check_runner(
+            runner, inputs, reference, meta.threshold, meta.dtype, cfg.tolerances, not meta.higher_is_same
+        )
         if not result.parity.passed:
             result.fail("parity: " + "; ".join(result.parity.failures()))
         if cfg.timing_enabled:

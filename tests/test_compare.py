@@ -239,3 +239,17 @@ def test_int8_is_judged_on_the_real_pairs_alone_and_refuses_without_them():
     unlabelled = ParityInputs(inputs.image_a, inputs.image_b, np.full(len(labels), -1, np.int8), "noise only")
     with pytest.raises(SiameseError, match="judged on labelled real pairs"):
         check_runner(runner, unlabelled, reference, 1.0, "int8")
+
+
+def test_a_distance_between_near_identical_features_carries_their_rounding_not_a_runtime_error():
+    # a collapsed network (the dry GPU check's few steps): features of scale 1 nearly coincide,
+    # so distances are ~1e-4 and an fp32 runtime's rounding of 1e-7 in them is 1e-3 of their scale
+    features = np.ones((4, 8), np.float32)
+    score = np.array([1e-4, 2e-4], np.float32)
+    reference = {"features": features, "score": score, "same": score < 0.5}
+    rounded = {**reference, "score": score + 1e-7}
+    tol = TOLERANCES["fp32"]
+    assert compare_runs(rounded, reference, 0.5, tol, "fp32", score_is_distance=True).passed
+    assert not compare_runs(rounded, reference, 0.5, tol, "fp32").passed  # a probability has its own scale
+    wrong = {**reference, "score": score * 3}  # beyond what the features' rounding explains
+    assert not compare_runs(wrong, reference, 0.5, tol, "fp32", score_is_distance=True).passed

@@ -151,9 +151,10 @@ def test_seeds_trains_one_run_per_seed_reports_the_spread_and_continues_where_it
     report = json.loads((tmp_path / "s.json").read_text())
     runs = [json.loads(next((tmp_path / "runs" / f"seed-{s}").glob("*/*/summary.json")).read_text()) for s in (0, 1)]
     assert [r["config"]["seed"] for r in runs] == [0, 1]
-    assert report["accuracy"]["values"] == [r["accuracy"] for r in runs]
-    assert report["accuracy"]["std"] == statistics.stdev(r["accuracy"] for r in runs)
-    assert report["command"].startswith("siamese-train --variant contrastive --synthetic")
+    assert [report["runs"][str(s)]["accuracy"] for s in (0, 1)] == [r["accuracy"] for r in runs]
+    assert report["accuracy"]["sd"] == statistics.stdev(r["accuracy"] for r in runs)
+    assert report["accuracy"]["mean"] == statistics.fmean(r["accuracy"] for r in runs)
+    assert report["commands"][0].startswith("siamese-train --variant contrastive --synthetic")
     again = run(seeds, args + tiny)  # finished seeds are read, not trained again
     assert again.count("read the finished run") == 2
     result = CliRunner().invoke(seeds.main, [str(a) for a in args + [*tiny, "--seed=3"]])

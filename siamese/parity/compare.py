@@ -5,7 +5,10 @@ It sees only named numpy arrays. Three rules, all of which must hold:
 1. every element of every float output within `atol * scale + rtol * |ref|`, where scale is
    the reference output's largest magnitude (Polygraphy's per-element rule, with the absolute
    part scaled so one tolerance serves features, distances and probabilities alike); the
-   max-relative figure `max|a - r| / scale` is reported beside it; NaN or Inf always fails;
+   max-relative figure `max|a - r| / scale` is reported beside it; NaN or Inf always fails.
+   A distance is a difference of two feature vectors, so its scale is at least theirs: where
+   the features nearly coincide (an untrained or collapsed network), a distance near 0 carries
+   the features' rounding, which is no error of the runtime;
 2. every *decisive* pair gets the reference's decision. A pair is borderline, and may flip,
    only when its reference score lies within `(atol + rtol) * |score|` of the threshold: the
    band is computed per pair from its own score, so no other pair widens it;
@@ -166,7 +169,10 @@ class ParityResult:
         )
 
 
-def compare_output(name: str, actual: np.ndarray, reference: np.ndarray, tol: Tolerance) -> OutputComparison:
+def compare_output(
+    name: str, actual: np.ndarray, reference: np.ndarray, tol: Tolerance, min_scale: float = 0.0
+) -> OutputComparison:
+    """`min_scale`: the smallest scale the absolute part of the bound is taken against."""
     actual, reference = np.asarray(actual), np.asarray(reference)
     if actual.shape != reference.shape:
         raise ValueError(f"{name}: shape {actual.shape} differs from the reference's {reference.shape}")
@@ -175,7 +181,7 @@ def compare_output(name: str, actual: np.ndarray, reference: np.ndarray, tol: To
     if not finite:
         return OutputComparison(name, False, False, float("inf"), float("inf"), float("inf"), float("inf"), a.size)
     diff = np.abs(a - r)
-    scale = max(float(np.abs(r).max(initial=0.0)), 1e-12)
+    scale = max(float(np.abs(r).max(initial=0.0)), min_scale, 1e-12)
     bound = tol.atol * scale + tol.rtol * np.abs(r)
     ratio = diff / np.maximum(bound, 1e-30)
     result = OutputComparison(
@@ -254,12 +260,14 @@ def compare_runs(
     tol: Tolerance,
     precision: str,
     labels: np.ndarray | None = None,
+    score_is_distance: bool = False,
 ) -> ParityResult:
     """Every float output of `reference` element by element, then the `same` decisions if present."""
     result = ParityResult(precision, tol)
+    distance_scale = float(np.abs(reference.get("features", 0.0)).max(initial=0.0)) if score_is_distance else 0.0
     for name, ref in reference.items():
         if name != "same":
-            comparison = compare_output(name, actual[name], ref, tol)
+            comparison = compare_output(name, actual[name], ref, tol, distance_scale if name == "score" else 0.0)
             if name == "score" and not tol.score_elements and "same" in reference:
                 comparison.gating, comparison.passed = False, comparison.finite
             result.outputs.append(comparison)

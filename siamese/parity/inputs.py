@@ -91,7 +91,15 @@ def run_outputs(runner, inputs: ParityInputs, batch: int = BATCH) -> dict[str, n
     }
 
 
-def check_runner(runner, inputs: ParityInputs, reference: dict, threshold: float, export_dtype: str, overrides=None):
+def check_runner(
+    runner,
+    inputs: ParityInputs,
+    reference: dict,
+    threshold: float,
+    export_dtype: str,
+    overrides=None,
+    score_is_distance: bool = False,
+):
     """The runner's outputs against the reference, at the coarser of its precision and the export's dtype."""
     precision = coarser(runner.abilities.precision, export_dtype)
     tol = tolerance_for(precision, overrides=overrides)
@@ -99,7 +107,8 @@ def check_runner(runner, inputs: ParityInputs, reference: dict, threshold: float
         if not (inputs.labels >= 0).any():
             raise SiameseError(f"{precision} parity is judged on labelled real pairs: pass --pairs or set $SIAMESE_LFW")
         inputs, reference = inputs.real_pairs(reference)
-    return compare_runs(run_outputs(runner, inputs), reference, threshold, tol, precision, inputs.labels)
+    outputs = run_outputs(runner, inputs)
+    return compare_runs(outputs, reference, threshold, tol, precision, inputs.labels, score_is_distance)
 
 
 def check_compare_graph(

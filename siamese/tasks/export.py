@@ -126,7 +126,12 @@ def verify_folder(folder: Path, formats, reference: dict, inputs: ParityInputs) 
         try:
             runner.load(export, GRAPHS)
             checks.append(
-                Check(f"{fmt} embedding+pair", check_runner(runner, inputs, reference, meta.threshold, meta.dtype))
+                Check(
+                    f"{fmt} embedding+pair",
+                    check_runner(
+                        runner, inputs, reference, meta.threshold, meta.dtype, score_is_distance=not meta.higher_is_same
+                    ),
+                )
             )
             checks.append(
                 Check(f"{fmt} compare", check_compare_graph(runner, inputs, reference, meta.threshold, meta.dtype))
