@@ -254,8 +254,8 @@ def test_each_variant_trains_its_own_epochs_unless_chosen(monkeypatch):
     monkeypatch.setattr(siamese.training.run, "main", lambda cfg, variants: chosen.append(cfg))
     assert CliRunner().invoke(train_cli.main, ["--variant", "both"]).exit_code == 0
     runs = {v: chosen[0].for_variant(v) for v in ("contrastive", "bce")}  # as the CLI's defaults leave it
-    assert (runs["contrastive"].epochs, runs["bce"].epochs) == (14, 14)
-    assert TrainConfig(epochs=3).for_variant("bce").epochs == 3 and TrainConfig(variant="bce").epochs_used == 14
+    assert (runs["contrastive"].epochs, runs["bce"].epochs) == (14, 20)
+    assert TrainConfig(epochs=3).for_variant("bce").epochs == 3 and TrainConfig(variant="bce").epochs_used == 20
 
 
 def test_compile_auto_trains_eagerly_without_a_compiler_and_on_refuses(monkeypatch):

@@ -21,9 +21,9 @@ from siamese.detect.framing import MIN_CROP
 # chosen on validation (README, recipe search): hardest negatives help the contrastive loss
 # and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
 VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
-# each within 2 hours on a 2-core CPU where bf16 is native (Zen 4: about 4.5 min an epoch); in fp32
-# on an AVX2 CPU about 3 times that (README, docs/training.md)
-VARIANT_EPOCHS = {"contrastive": 14, "bce": 14}
+# each within 2 hours on a 2-core CPU where bf16 is native (Zen 4: 4.5-4.8 min an epoch, bce's
+# 20 about 100 min); in fp32 on an AVX2 CPU about 3 times that (README, docs/training.md)
+VARIANT_EPOCHS = {"contrastive": 14, "bce": 20}
 # chosen on validation (docs/training.md: 64 px proxy and full size): a tighter view of the face
 LFW_CROP = 0.8
 # recipe options added after runs were recorded: what a checkpoint without them trained with
@@ -70,7 +70,7 @@ class TrainConfig:
         None,
         "default: "
         + ", ".join(f"{n} for {v}" for v, n in VARIANT_EPOCHS.items())
-        + " (about 65 min a run on a 2-core CPU with native bf16; about 3 h in fp32)",
+        + " (65-100 min a run on a 2-core CPU with native bf16; 3-4.5 h in fp32)",
         click.IntRange(1, 10_000),
     )
     sampling: str = option(
