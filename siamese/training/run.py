@@ -173,6 +173,7 @@ def describe_changes(changes: dict, which: int) -> str:
 
 def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGLE_PROCESS) -> TrainingSummary | None:
     """Train one variant on an already loaded data set; returns its summary (rank 0; None elsewhere)."""
+    commit = git_commit()  # the code that trains, not whatever HEAD is when a long run ends
     device = resolve_device(cfg.device)
     cfg = replace(cfg, amp=resolve_amp(cfg.amp, device))  # the checkpoint and summary record what ran
     torch.manual_seed(cfg.seed)
@@ -276,7 +277,7 @@ def train_variant(cfg: TrainConfig, dataset: Dataset, world: Distributed = SINGL
         val_auc=final.figure("val", "auc"),
         train_accuracy=final.figure("train", "accuracy"),
         tar_at_far=report(scored, dataset.info.get("test_pairs", "synthetic test pairs"), out).tar_at_far,
-        git_commit=git_commit(),
+        git_commit=commit,
         command=cfg.command or None,
         host=host(),
         finished=utc_now(),
