@@ -393,3 +393,22 @@ def test_export_sets_the_default_that_verify_and_bench_then_name(trained, tmp_pa
     assert verified.output.startswith(f"model: exports/{default} (") and re.search(
         r"trained on synthetic \(\d epochs", verified.output
     )
+
+
+def test_summary_records_the_commit_the_run_started_from(tmp_path, monkeypatch):
+    """A two-hour run outlives commits made beside it: its figures belong to the code that trained."""
+    from siamese.training import run as training_run
+
+    head = {"commit": "the-start"}
+    train_one_epoch = training_run.train_one_epoch
+
+    def commit_during_training(*args, **kwargs):
+        head["commit"] = "a-later-head"
+        return train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training_run, "git_commit", lambda: head["commit"])
+    monkeypatch.setattr(training_run, "train_one_epoch", commit_during_training)
+    result = CliRunner().invoke(train_cli.main, [*FAST, "--variant", "bce", "--epochs", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "synthetic" / "bce-diff-prod" / "summary.json").read_text())
+    assert summary["git_commit"] == "the-start"
