@@ -113,7 +113,8 @@ def spread(values: list[float | None]) -> dict | None:
     return {"mean": statistics.fmean(values), "sd": statistics.stdev(values), "min": min(values), "max": max(values)}
 
 
-def _spread(values: list[float | None]) -> str:
+def format_spread(values: list[float | None]) -> str:
+    """mean +- sd (range), or '-' where a run lacks the figure."""
     f = spread(values)
     return "-" if f is None else f"{f['mean']:.3f} +- {f['sd']:.3f} ({f['min']:.3f}-{f['max']:.3f})"
 
@@ -132,7 +133,7 @@ def seeds_table(groups: list[list[TrainingSummary]]) -> list[str]:
         seeds = ", ".join(str(r.config["seed"]) for r in runs)
         rows.append(
             f"| {_model(runs[0])} | `{_recipe(runs[0])}` | {runs[0].image_size} | {runs[0].epochs} | {seeds} "
-            f"| {_spread([r.val_accuracy for r in runs])} | {_spread([r.accuracy for r in runs])} "
+            f"| {format_spread([r.val_accuracy for r in runs])} | {format_spread([r.accuracy for r in runs])} "
             f"| {statistics.fmean(r.auc for r in runs):.3f} "
             f"| {', '.join(sorted({r.host or '-' for r in runs}))}, {', '.join(dates)}, {', '.join(commits)} |"
         )

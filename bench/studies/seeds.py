@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from bench.pages import recipe_key, spread
+from bench.pages import format_spread, recipe_key, spread
 from siamese.artifacts.records import TrainingSummary
 from siamese.core.files import write_json
 from siamese.core.spec import VARIANTS
@@ -85,9 +85,8 @@ def main(variant, seeds, out, json_out, train_args):
     }
     click.echo(f"{variant}, seeds {', '.join(map(str, seed_list))}:")
     for key, name in FIGURES.items():
-        f = report[key]
-        figure = "not reported by every run" if f is None else f"{f['mean']:.3f} +- {f['sd']:.3f}"
-        click.echo(f"  {name}: {figure}" + ("" if f is None else f" (min {f['min']:.3f}, max {f['max']:.3f})"))
+        figure = format_spread([getattr(s, key) for s in summaries.values()])
+        click.echo(f"  {name}: {'not reported by every run' if figure == '-' else figure}")
     if json_out:
         write_json(json_out, report)
 
