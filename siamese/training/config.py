@@ -23,7 +23,7 @@ from siamese.detect.framing import MIN_CROP
 VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
 # each within 2 hours on a 2-core CPU where bf16 is native (Zen 4: 4.5-4.8 min an epoch, bce's
 # 20 about 100 min); in fp32 on an AVX2 CPU about 3 times that (README, docs/training.md)
-VARIANT_EPOCHS = {"contrastive": 14, "bce": 20}
+VARIANT_EPOCHS = {"contrastive": 20, "bce": 20}
 # chosen on validation (docs/training.md: 64 px proxy and full size): a tighter view of the face
 LFW_CROP = 0.8
 # recipe options added after runs were recorded: what a checkpoint without them trained with
