@@ -248,14 +248,18 @@ def test_a_chosen_negatives_mode_holds_for_both_variants_and_the_head_only_for_b
 
 
 def test_each_variant_trains_its_own_epochs_unless_chosen(monkeypatch):
+    import siamese.training.config
     import siamese.training.run
 
+    assert siamese.training.config.VARIANT_EPOCHS == {"contrastive": 20, "bce": 20}  # the recorded runs' schedules
+    # distinct values, so a single shared default could not pass
+    monkeypatch.setattr(siamese.training.config, "VARIANT_EPOCHS", {"contrastive": 7, "bce": 11})
     chosen = []
     monkeypatch.setattr(siamese.training.run, "main", lambda cfg, variants: chosen.append(cfg))
     assert CliRunner().invoke(train_cli.main, ["--variant", "both"]).exit_code == 0
     runs = {v: chosen[0].for_variant(v) for v in ("contrastive", "bce")}  # as the CLI's defaults leave it
-    assert (runs["contrastive"].epochs, runs["bce"].epochs) == (14, 20)
-    assert TrainConfig(epochs=3).for_variant("bce").epochs == 3 and TrainConfig(variant="bce").epochs_used == 20
+    assert (runs["contrastive"].epochs_used, runs["bce"].epochs_used) == (7, 11)
+    assert TrainConfig(epochs=3).for_variant("bce").epochs_used == 3 and TrainConfig(variant="bce").epochs_used == 11
 
 
 def test_compile_auto_trains_eagerly_without_a_compiler_and_on_refuses(monkeypatch):
