@@ -86,7 +86,7 @@ def main(variant, seeds, out, json_out, train_args):
     click.echo(f"{variant}, seeds {', '.join(map(str, seed_list))}:")
     for key, name in FIGURES.items():
         figure = format_spread([getattr(s, key) for s in summaries.values()])
-        click.echo(f"  {name}: {'not reported by every run' if figure == '-' else figure}")
+        click.echo(f"  {name}: {'not reported by every run' if report[key] is None else figure}")
     if json_out:
         write_json(json_out, report)
 

@@ -21,8 +21,8 @@ from siamese.detect.framing import MIN_CROP
 # chosen on validation (README, recipe search): hardest negatives help the contrastive loss
 # and hurt the bce head (64 px proxy: 0.609 against 0.703 with all negatives)
 VARIANT_NEGATIVES = {"contrastive": "hard", "bce": "all"}
-# each within 2 hours on a 2-core CPU where bf16 is native (Zen 4: 4.5-4.8 min an epoch, bce's
-# 20 about 100 min); in fp32 on an AVX2 CPU about 3 times that (README, docs/training.md)
+# each within 2 hours on a 2-core CPU where bf16 is native (Zen 4: 4.4-4.9 min an epoch, so
+# 90-100 min a run); in fp32 on an AVX2 CPU about 3 times that (README, docs/training.md)
 VARIANT_EPOCHS = {"contrastive": 20, "bce": 20}
 # chosen on validation (docs/training.md: 64 px proxy and full size): a tighter view of the face
 LFW_CROP = 0.8
@@ -70,7 +70,7 @@ class TrainConfig:
         None,
         "default: "
         + ", ".join(f"{n} for {v}" for v, n in VARIANT_EPOCHS.items())
-        + " (65-100 min a run on a 2-core CPU with native bf16; 3-4.5 h in fp32)",
+        + " (90-100 min a run on a 2-core CPU with native bf16; 4-4.7 h in fp32)",
         click.IntRange(1, 10_000),
     )
     sampling: str = option(
