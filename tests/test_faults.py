@@ -228,3 +228,49 @@ def test_result_files_get_the_permissions_of_any_new_file(tmp_path):
     assert mode == 0o666 & ~siamese.core.files._UMASK
     if siamese.core.files._UMASK == 0o022:
         assert mode == 0o644
+
+
+HOLD_A_COPY = """
+import os, signal, sys
+from siamese.artifacts.folder import ExportFolder
+export = ExportFolder.open(sys.argv[1])
+export.check(next(iter(export.manifest["files"])))
+print(export._private, flush=True)
+if sys.argv[2] == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdin.read()  # a live owner, until the test closes its stdin
+"""
+
+
+def test_the_copies_of_a_killed_process_are_removed_by_the_next_one_and_a_live_ones_kept(
+    contrastive_export, tmp_path, monkeypatch
+):
+    """A process killed outright cannot remove the verified copies it loads from; the next process
+    that opens an export removes them, and never those of a process still running."""
+    import tempfile
+
+    from siamese.artifacts.folder import ExportFolder
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+
+    def holder(how: str) -> subprocess.Popen:
+        command = [sys.executable, "-c", HOLD_A_COPY, str(contrastive_export), how]
+        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    killed = holder("killed")
+    killed_copies = Path(killed.stdout.readline().strip())
+    assert killed.wait(timeout=60) == -signal.SIGKILL and killed_copies.is_dir()
+    live = holder("live")
+    live_copies = Path(live.stdout.readline().strip())
+    legacy, creating = tmp_path / "siamese-export-legacy", tmp_path / "siamese-export-creating"
+    legacy.mkdir(), creating.mkdir()  # no owner file: left by an older version, or being created now
+    os.utime(legacy, (time.time() - 7200,) * 2)
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    export = ExportFolder.open(contrastive_export)
+    export.check(next(iter(export.manifest["files"])))
+    assert sorted(tmp_path.iterdir()) == sorted([live_copies, creating, export._private])
+    live.communicate("", timeout=60)
+    assert live.returncode == 0 and not live_copies.exists()  # an owner that ends removes its own
+    del export
+    assert sorted(tmp_path.iterdir()) == [creating]

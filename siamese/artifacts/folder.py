@@ -13,16 +13,13 @@ import hmac
 import json
 import math
 import re
-import shutil
-import tempfile
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from siamese.artifacts.formats import DTYPES, FORMATS, artifact_name
 from siamese.artifacts.records import TrainedOn
 from siamese.core.errors import SiameseError, first_line
-from siamese.core.files import copy_hashed, read_limited
+from siamese.core.files import copy_hashed, read_limited, scratch_folder
 from siamese.core.preprocess import Normalization
 from siamese.core.records import require
 from siamese.core.spec import (
@@ -37,6 +34,8 @@ from siamese.core.spec import (
 from siamese.detect.framing import Framing
 
 MANIFEST = "manifest.json"
+# the temp-directory folders that hold the verified copies runtimes load
+PRIVATE_COPIES = "siamese-export-"
 METADATA = "metadata.json"
 SIGNATURE = "manifest.sig"  # HMAC-SHA256 of manifest.json's bytes, with a key the user holds
 MIN_KEY_BYTES = 16
@@ -303,8 +302,7 @@ class ExportFolder:
 
     def _private_folder(self) -> Path:
         if self._private is None:
-            self._private = Path(tempfile.mkdtemp(prefix="siamese-export-"))
-            weakref.finalize(self, shutil.rmtree, self._private, ignore_errors=True)
+            self._private = scratch_folder(PRIVATE_COPIES, owner=self)
         return self._private
 
     @property

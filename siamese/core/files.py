@@ -11,7 +11,10 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
+import weakref
 from pathlib import Path
 
 from siamese.core.errors import SiameseError
@@ -108,6 +111,55 @@ def exclusive_lock(lock_file: Path, what: str):
             lock_file.unlink(missing_ok=True)
     finally:
         os.close(fd)
+
+
+# a scratch folder is held by an flock on this file while its owner lives
+SCRATCH_OWNER = ".owner"
+# a scratch folder without that file is being created, or was left by a version before it
+_UNOWNED_AFTER_S = 3600
+
+
+def scratch_folder(prefix: str, owner: object) -> Path:
+    """A new private folder under the temp directory, removed when `owner` is collected or the
+    process exits. A process killed outright (SIGKILL, a crash inside a runtime, the OOM killer)
+    cannot remove its own, so each new folder first removes the `prefix` folders whose owner has
+    gone: the kernel releases an owner's flock however the owner ends, and a folder that can be
+    locked is abandoned. The temp directory never fills with copies of dead processes."""
+    import fcntl
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        _remove_if_abandoned(folder)
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    fd = os.open(path / SCRATCH_OWNER, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    weakref.finalize(owner, _remove_scratch, path, fd)
+    return path
+
+
+def _remove_scratch(path: Path, fd: int) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    os.close(fd)
+
+
+def _remove_if_abandoned(folder: Path) -> None:
+    import fcntl
+
+    try:
+        fd = os.open(folder / SCRATCH_OWNER, os.O_RDONLY)
+    except FileNotFoundError:
+        with contextlib.suppress(OSError):
+            if time.time() - folder.stat().st_mtime > _UNOWNED_AFTER_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        return
+    except OSError:  # another user's folder, or not a folder
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # its owner lives
+        os.close(fd)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(fd)
 
 
 def cannot_write(path: Path, exc: OSError) -> SiameseError:
