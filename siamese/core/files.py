@@ -130,8 +130,10 @@ def scratch_folder(prefix: str, owner: object) -> Path:
     for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
         _remove_if_abandoned(folder)
     path = Path(tempfile.mkdtemp(prefix=prefix))
-    fd = os.open(path / SCRATCH_OWNER, os.O_RDWR | os.O_CREAT, 0o600)
+    # locked before it takes its name, so no other process ever sees an owner file unlocked
+    fd = os.open(path / f"{SCRATCH_OWNER}.new", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(path / f"{SCRATCH_OWNER}.new", path / SCRATCH_OWNER)
     weakref.finalize(owner, _remove_scratch, path, fd)
     return path
 
