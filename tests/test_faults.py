@@ -246,31 +246,33 @@ def test_the_copies_of_a_killed_process_are_removed_by_the_next_one_and_a_live_o
     contrastive_export, tmp_path, monkeypatch
 ):
     """A process killed outright cannot remove the verified copies it loads from; the next process
-    that opens an export removes them, and never those of a process still running."""
+    that opens an export removes them, and never those of a process still running, nor a folder
+    without an owner file (one left by an older version could still be in use)."""
     import tempfile
 
     from siamese.artifacts.folder import ExportFolder
 
     env = {**os.environ, "TMPDIR": str(tmp_path)}
 
-    def holder(how: str) -> subprocess.Popen:
+    def holder(how: str) -> tuple[subprocess.Popen, Path]:
         command = [sys.executable, "-c", HOLD_A_COPY, str(contrastive_export), how]
-        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        copies = process.stdout.readline().strip()
+        assert copies, f"the {how} holder printed no folder"
+        return process, Path(copies)
 
-    killed = holder("killed")
-    killed_copies = Path(killed.stdout.readline().strip())
-    assert killed.wait(timeout=60) == -signal.SIGKILL and killed_copies.is_dir()
-    live = holder("live")
-    live_copies = Path(live.stdout.readline().strip())
-    legacy, creating = tmp_path / "siamese-export-legacy", tmp_path / "siamese-export-creating"
-    legacy.mkdir(), creating.mkdir()  # no owner file: left by an older version, or being created now
-    os.utime(legacy, (time.time() - 7200,) * 2)
+    live, live_copies = holder("live")
+    killed, killed_copies = holder("killed")  # its own sweep finds the live folder locked
+    assert killed.wait(timeout=60) == -signal.SIGKILL and killed_copies.is_dir() and live_copies.is_dir()
+    ownerless = tmp_path / "siamese-export-ownerless"
+    ownerless.mkdir()
+    os.utime(ownerless, (time.time() - 7 * 86400,) * 2)
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     export = ExportFolder.open(contrastive_export)
     export.check(next(iter(export.manifest["files"])))
-    assert sorted(tmp_path.iterdir()) == sorted([live_copies, creating, export._private])
+    assert sorted(tmp_path.iterdir()) == sorted([live_copies, ownerless, export._private])
     live.communicate("", timeout=60)
     assert live.returncode == 0 and not live_copies.exists()  # an owner that ends removes its own
     del export
-    assert sorted(tmp_path.iterdir()) == [creating]
+    assert sorted(tmp_path.iterdir()) == [ownerless]

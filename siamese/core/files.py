@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
-import time
 import weakref
 from pathlib import Path
 
@@ -115,53 +115,68 @@ def exclusive_lock(lock_file: Path, what: str):
 
 # a scratch folder is held by an flock on this file while its owner lives
 SCRATCH_OWNER = ".owner"
-# a scratch folder without that file is being created, or was left by a version before it
-_UNOWNED_AFTER_S = 3600
 
 
 def scratch_folder(prefix: str, owner: object) -> Path:
     """A new private folder under the temp directory, removed when `owner` is collected or the
     process exits. A process killed outright (SIGKILL, a crash inside a runtime, the OOM killer)
-    cannot remove its own, so each new folder first removes the `prefix` folders whose owner has
-    gone: the kernel releases an owner's flock however the owner ends, and a folder that can be
-    locked is abandoned. The temp directory never fills with copies of dead processes."""
-    import fcntl
-
-    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
-        _remove_if_abandoned(folder)
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    # locked before it takes its name, so no other process ever sees an owner file unlocked
-    fd = os.open(path / f"{SCRATCH_OWNER}.new", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.rename(path / f"{SCRATCH_OWNER}.new", path / SCRATCH_OWNER)
-    weakref.finalize(owner, _remove_scratch, path, fd)
+    cannot remove its own, so each new folder first removes this user's `prefix` folders whose
+    owner has gone: the kernel releases an owner's flock however the owner ends. A folder without
+    an owner file is never touched. Where flock is missing (Windows) nothing is swept."""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    root = Path(tempfile.gettempdir())
+    if fcntl is not None:
+        for folder in root.glob(f"{prefix}*"):
+            _remove_if_abandoned(folder, fcntl)
+    fd, lock, path = None, None, None
+    try:
+        if fcntl is None:
+            path = Path(tempfile.mkdtemp(prefix=prefix))
+        else:  # locked before the folder exists, under a name the sweep never matches
+            fd, lock = tempfile.mkstemp(prefix=f".{prefix}owner-")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            path = Path(tempfile.mkdtemp(prefix=prefix))
+            os.rename(lock, path / SCRATCH_OWNER)
+    except OSError as exc:
+        if fd is not None:
+            os.close(fd)
+        if lock is not None:
+            Path(lock).unlink(missing_ok=True)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+        raise SiameseError(f"cannot make a private folder in {root}: {exc.strerror or exc}") from None
+    weakref.finalize(owner, _remove_scratch, path, fd, os.getpid())
     return path
 
 
-def _remove_scratch(path: Path, fd: int) -> None:
+def _remove_scratch(path: Path, fd: int | None, creator: int) -> None:
+    if os.getpid() != creator:  # a forked child's exit leaves its parent's folder alone
+        return
     shutil.rmtree(path, ignore_errors=True)
-    os.close(fd)
-
-
-def _remove_if_abandoned(folder: Path) -> None:
-    import fcntl
-
-    try:
-        fd = os.open(folder / SCRATCH_OWNER, os.O_RDONLY)
-    except FileNotFoundError:
-        with contextlib.suppress(OSError):
-            if time.time() - folder.stat().st_mtime > _UNOWNED_AFTER_S:
-                shutil.rmtree(folder, ignore_errors=True)
-        return
-    except OSError:  # another user's folder, or not a folder
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:  # its owner lives
+    if fd is not None:
         os.close(fd)
+
+
+def _remove_if_abandoned(folder: Path, fcntl) -> None:
+    """Best effort: remove `folder` if it is this user's and its owner file can be locked."""
+    try:
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            return
+        fd = os.open(folder / SCRATCH_OWNER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return
-    shutil.rmtree(folder, ignore_errors=True)
-    os.close(fd)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(folder, ignore_errors=True)
+    except OSError:  # BlockingIOError: its owner lives; others: a filesystem without flock
+        pass
+    finally:
+        os.close(fd)
 
 
 def cannot_write(path: Path, exc: OSError) -> SiameseError:
