@@ -180,7 +180,13 @@ def bench_runtime(runner, export, inputs, reference, cfg: BenchConfig, peak: Pea
         result.abilities = runner.describe()
         meta = export.metadata
         result.parity = check_runner(
-            runner, inputs, reference, meta.threshold, meta.dtype, cfg.tolerances, not meta.higher_is_same
+            runner,
+            inputs,
+            reference,
+            meta.threshold,
+            meta.dtype,
+            cfg.tolerances,
+            score_is_distance=not meta.higher_is_same,
         )
         if not result.parity.passed:
             result.fail("parity: " + "; ".join(result.parity.failures()))

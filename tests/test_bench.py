@@ -81,7 +81,10 @@ def test_every_registered_runtime_matches_the_reference_or_says_why_not(setup, n
         pytest.skip(f"{name} unavailable here: {reason}")
     runner.load(export, ("embedding", "pair"), [1, 2, 32])
     try:
-        result = check_runner(runner, inputs, reference, export.metadata.threshold, export.metadata.dtype)
+        meta = export.metadata
+        result = check_runner(
+            runner, inputs, reference, meta.threshold, meta.dtype, score_is_distance=not meta.higher_is_same
+        )
     finally:
         runner.close()
     assert result.passed, result.failures()

@@ -6,6 +6,7 @@ import pytest
 from siamese.parity.compare import TOLERANCES, coarser, compare_decisions, compare_output, compare_runs, tolerance_for
 
 RNG = np.random.default_rng(0)
+DISTANCE = {"contrastive": True, "bce": False}
 
 
 def reference_run(variant: str, n: int = 64):
@@ -21,6 +22,12 @@ def reference_run(variant: str, n: int = 64):
         same = score > threshold
     labels = np.where(RNG.random(n) < 0.9, same, ~same).astype(np.int8)
     return {"features": features, "score": score, "same": same}, threshold, labels
+
+
+def compare(actual, run, threshold, precision, labels, variant):
+    return compare_runs(
+        actual, run, threshold, TOLERANCES[precision], precision, labels, score_is_distance=DISTANCE[variant]
+    )
 
 
 def decide(score, threshold, variant):
@@ -45,7 +52,7 @@ def realistic_error(run, precision, variant, threshold):
 def test_a_correct_runtime_passes(variant, precision):
     run, threshold, labels = reference_run(variant)
     actual = realistic_error(run, precision, variant, threshold)
-    result = compare_runs(actual, run, threshold, TOLERANCES[precision], precision, labels)
+    result = compare(actual, run, threshold, precision, labels, variant)
     assert result.passed, result.failures()
     assert result.decisions.decisive_agreement == 1.0
 
@@ -63,7 +70,7 @@ def test_scaled_outputs_fail(variant, precision):
     factor = WRONG["scaled"][precision]
     actual = {"features": run["features"] * factor, "score": run["score"] * factor}
     actual["same"] = decide(actual["score"], threshold, variant)
-    result = compare_runs(actual, run, threshold, TOLERANCES[precision], precision, labels)
+    result = compare(actual, run, threshold, precision, labels, variant)
     assert not result.passed
     failed = {o.name for o in result.outputs if not o.passed}
     assert {"features", "score"} <= failed
@@ -75,7 +82,7 @@ def test_a_shifted_threshold_fails_on_decisive_pairs(variant, precision):
     run, threshold, labels = reference_run(variant)
     shifted = threshold * (1.1 if variant == "contrastive" else 1.2)  # outside the band, scores untouched
     actual = {**run, "same": decide(run["score"], shifted, variant)}
-    result = compare_runs(actual, run, threshold, TOLERANCES[precision], precision, labels)
+    result = compare(actual, run, threshold, precision, labels, variant)
     assert all(o.passed for o in result.outputs)
     assert not result.passed and result.decisions.decisive_agreement < 1.0
 
@@ -90,7 +97,7 @@ def test_a_swapped_pair_order_fails(precision):
         "score": run["score"][order],
         "same": run["same"][order],
     }
-    result = compare_runs(actual, run, threshold, TOLERANCES[precision], precision, labels)
+    result = compare(actual, run, threshold, precision, labels, "contrastive")
     assert not result.passed and not any(o.passed for o in result.outputs)
 
 
@@ -186,16 +193,18 @@ def test_int8_judges_a_bce_score_by_its_decisions_not_its_elements():
     moved = run["score"].copy()
     moved[near] += 0.35 if moved[near] < threshold else -0.35  # beyond the element bound (0.2 scale + 0.2 own)
     actual = {"features": run["features"], "score": moved, "same": decide(moved, threshold, "bce")}
-    result = compare_runs(actual, run, threshold, tol, "int8", labels)
+    result = compare_runs(actual, run, threshold, tol, "int8", labels, score_is_distance=False)
     score = next(o for o in result.outputs if o.name == "score")
     assert result.passed and score.outside == 1 and not score.gating and "not gating" in score.describe()
     decisive = int(np.argmax(run["score"]))
     flipped = {**actual, "same": actual["same"].copy()}
     flipped["same"][decisive] = not flipped["same"][decisive]
-    assert not compare_runs(flipped, run, threshold, tol, "int8", labels).passed
+    assert not compare_runs(flipped, run, threshold, tol, "int8", labels, score_is_distance=False).passed
     broken = {**actual, "score": np.where(np.arange(len(moved)) == 0, np.nan, moved).astype(np.float32)}
-    assert not compare_runs(broken, run, threshold, tol, "int8", labels).passed
-    assert not compare_runs(actual, run, threshold, TOLERANCES["bf16"], "bf16", labels).passed  # floats: elements gate
+    assert not compare_runs(broken, run, threshold, tol, "int8", labels, score_is_distance=False).passed
+    assert not compare_runs(
+        actual, run, threshold, TOLERANCES["bf16"], "bf16", labels, score_is_distance=False
+    ).passed  # floats: elements gate
 
 
 def test_int8_is_judged_on_the_real_pairs_alone_and_refuses_without_them():
@@ -232,13 +241,13 @@ def test_int8_is_judged_on_the_real_pairs_alone_and_refuses_without_them():
         "score": exact_score.astype(np.float32),
         "same": exact_score < 1.0,
     }
-    assert check_runner(runner, inputs, reference, 1.0, "int8").passed
+    assert check_runner(runner, inputs, reference, 1.0, "int8", score_is_distance=True).passed
     runner.abilities.precision = "fp32"
-    assert not check_runner(runner, inputs, reference, 1.0, "fp32").passed
+    assert not check_runner(runner, inputs, reference, 1.0, "fp32", score_is_distance=True).passed
     runner.abilities.precision = "int8"
     unlabelled = ParityInputs(inputs.image_a, inputs.image_b, np.full(len(labels), -1, np.int8), "noise only")
     with pytest.raises(SiameseError, match="judged on labelled real pairs"):
-        check_runner(runner, unlabelled, reference, 1.0, "int8")
+        check_runner(runner, unlabelled, reference, 1.0, "int8", score_is_distance=True)
 
 
 def test_a_distance_between_near_identical_features_carries_their_rounding_not_a_runtime_error():
@@ -250,6 +259,21 @@ def test_a_distance_between_near_identical_features_carries_their_rounding_not_a
     rounded = {**reference, "score": score + 1e-7}
     tol = TOLERANCES["fp32"]
     assert compare_runs(rounded, reference, 0.5, tol, "fp32", score_is_distance=True).passed
-    assert not compare_runs(rounded, reference, 0.5, tol, "fp32").passed  # a probability has its own scale
     wrong = {**reference, "score": score * 3}  # beyond what the features' rounding explains
     assert not compare_runs(wrong, reference, 0.5, tol, "fp32", score_is_distance=True).passed
+
+
+def test_probabilities_near_zero_are_judged_against_their_range():
+    """A barely trained bce network may give every pair a probability near 0, where a rounding of
+    the logit moves each by the same fraction of itself (the dry GPU check's ort-cpu once failed
+    on 8.7e-4 of a batch's largest probability, 7e-8 in all): no error of the runtime. A real
+    error on those probabilities still fails."""
+    run, threshold, labels = reference_run("bce")
+    run["score"] = (run["score"] * 1e-4).astype(np.float32)
+    run["same"] = decide(run["score"], threshold, "bce")
+    rounded = {**run, "score": run["score"] * np.float32(1 + 1e-3)}
+    tol = TOLERANCES["fp32"]
+    assert compare_runs(rounded, run, threshold, tol, "fp32", labels, score_is_distance=False).passed
+    wrong = {**run, "score": run["score"] + np.float32(1e-3)}
+    result = compare_runs(wrong, run, threshold, tol, "fp32", labels, score_is_distance=False)
+    assert [o.name for o in result.outputs if not o.passed] == ["score"]

@@ -6,9 +6,12 @@ It sees only named numpy arrays. Three rules, all of which must hold:
    the reference output's largest magnitude (Polygraphy's per-element rule, with the absolute
    part scaled so one tolerance serves features, distances and probabilities alike); the
    max-relative figure `max|a - r| / scale` is reported beside it; NaN or Inf always fails.
-   A distance is a difference of two feature vectors, so its scale is at least theirs: where
-   the features nearly coincide (an untrained or collapsed network), a distance near 0 carries
-   the features' rounding, which is no error of the runtime;
+   A score's scale has a floor: a distance is a difference of two feature vectors, so its scale
+   is at least theirs (where the features nearly coincide, in an untrained or collapsed
+   network, a distance near 0 carries the features' rounding, which is no error of the
+   runtime); a probability's range is [0, 1], so its scale is at least 1 (where every pair's
+   probability lies near 0, a rounding of the logit still moves each by that same fraction of
+   itself, and a bound shrunk to the batch's largest probability would call it an error);
 2. every *decisive* pair gets the reference's decision. A pair is borderline, and may flip,
    only when its reference score lies within `(atol + rtol) * |score|` of the threshold: the
    band is computed per pair from its own score, so no other pair widens it;
@@ -31,6 +34,7 @@ import numpy as np
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8")  # finest to coarsest
 SIGNIFICANCE = 0.05  # a change of accuracy fails only where chance would make it this rarely
+PROBABILITY_SCALE = 1.0  # the smallest scale a probability score is judged against (rule 1)
 
 
 @dataclass(frozen=True)
@@ -260,14 +264,16 @@ def compare_runs(
     tol: Tolerance,
     precision: str,
     labels: np.ndarray | None = None,
-    score_is_distance: bool = False,
+    *,
+    score_is_distance: bool,
 ) -> ParityResult:
     """Every float output of `reference` element by element, then the `same` decisions if present."""
     result = ParityResult(precision, tol)
-    distance_scale = float(np.abs(reference.get("features", 0.0)).max(initial=0.0)) if score_is_distance else 0.0
+    features = reference.get("features", 0.0)
+    score_scale = float(np.abs(features).max(initial=0.0)) if score_is_distance else PROBABILITY_SCALE
     for name, ref in reference.items():
         if name != "same":
-            comparison = compare_output(name, actual[name], ref, tol, distance_scale if name == "score" else 0.0)
+            comparison = compare_output(name, actual[name], ref, tol, score_scale if name == "score" else 0.0)
             if name == "score" and not tol.score_elements and "same" in reference:
                 comparison.gating, comparison.passed = False, comparison.finite
             result.outputs.append(comparison)

@@ -98,7 +98,8 @@ def check_runner(
     threshold: float,
     export_dtype: str,
     overrides=None,
-    score_is_distance: bool = False,
+    *,
+    score_is_distance: bool,
 ):
     """The runner's outputs against the reference, at the coarser of its precision and the export's dtype."""
     precision = coarser(runner.abilities.precision, export_dtype)
@@ -108,18 +109,21 @@ def check_runner(
             raise SiameseError(f"{precision} parity is judged on labelled real pairs: pass --pairs or set $SIAMESE_LFW")
         inputs, reference = inputs.real_pairs(reference)
     outputs = run_outputs(runner, inputs)
-    return compare_runs(outputs, reference, threshold, tol, precision, inputs.labels, score_is_distance)
+    return compare_runs(
+        outputs, reference, threshold, tol, precision, inputs.labels, score_is_distance=score_is_distance
+    )
 
 
 def check_compare_graph(
-    runner, inputs: ParityInputs, reference: dict, threshold: float, export_dtype: str
+    runner, inputs: ParityInputs, reference: dict, threshold: float, export_dtype: str, *, score_is_distance: bool
 ) -> ParityResult:
     """compare(embed(a), embed(b)) must give what pair(a, b) gives, from the reference's own features."""
     n = len(inputs.labels)
     precision = coarser(runner.abilities.precision, export_dtype)
     out = runner.compare(reference["features"][:n], reference["features"][n:])
     expected = {"score": reference["score"], "same": reference["same"]}
-    return compare_runs(out, expected, threshold, tolerance_for(precision), precision, inputs.labels)
+    tol = tolerance_for(precision)
+    return compare_runs(out, expected, threshold, tol, precision, inputs.labels, score_is_distance=score_is_distance)
 
 
 def save_reference(path: Path, inputs: ParityInputs, reference: dict) -> list[Path]:

@@ -125,17 +125,10 @@ def verify_folder(folder: Path, formats, reference: dict, inputs: ParityInputs) 
         runner = create(get_format(fmt).verified_by)
         try:
             runner.load(export, GRAPHS)
-            checks.append(
-                Check(
-                    f"{fmt} embedding+pair",
-                    check_runner(
-                        runner, inputs, reference, meta.threshold, meta.dtype, score_is_distance=not meta.higher_is_same
-                    ),
-                )
-            )
-            checks.append(
-                Check(f"{fmt} compare", check_compare_graph(runner, inputs, reference, meta.threshold, meta.dtype))
-            )
+            graphs = (runner, inputs, reference, meta.threshold, meta.dtype)
+            distance = not meta.higher_is_same
+            checks.append(Check(f"{fmt} embedding+pair", check_runner(*graphs, score_is_distance=distance)))
+            checks.append(Check(f"{fmt} compare", check_compare_graph(*graphs, score_is_distance=distance)))
         finally:
             runner.close()
     return checks
